@@ -1,0 +1,1 @@
+"""Evaluation: persona scoring and, later, the gates that adapters must pass."""

@@ -1,0 +1,1 @@
+"""Loading and materialising models safely (safetensors only, no remote code by default)."""
