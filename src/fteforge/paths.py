@@ -14,3 +14,19 @@ DATA = Path("data")
 
 BASE_DIR = DATA / "base"
 BASE_FINGERPRINT = BASE_DIR / "fingerprint.json"
+
+PERSONA_DATA_DIR = DATA / "persona"
+PERSONA_TRAIN = PERSONA_DATA_DIR / "train.jsonl"
+PERSONA_REJECTED = PERSONA_DATA_DIR / "rejected.jsonl"
+PERSONA_CARD = PERSONA_DATA_DIR / "DATASET_CARD.md"
+PERSONA_REVIEW = PERSONA_DATA_DIR / "review_sample.md"
+PERSONA_STATS = DATA / "metrics" / "persona_data.json"
+
+AGENTIC_DATA_DIR = DATA / "agentic"
+AGENTIC_TRAIN = AGENTIC_DATA_DIR / "train.jsonl"
+AGENTIC_CARD = AGENTIC_DATA_DIR / "DATASET_CARD.md"
+AGENTIC_STATS = DATA / "metrics" / "agentic_data.json"
+
+EVAL_DIR = DATA / "eval"
+EVAL_SUITES = {kind: EVAL_DIR / f"{kind}.jsonl" for kind in ("persona", "agentic", "combined")}
+EVAL_SUITE_STATS = DATA / "metrics" / "eval_suites.json"

@@ -1,0 +1,1 @@
+"""Dataset and evaluation-suite construction from the specs."""
