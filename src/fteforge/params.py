@@ -45,3 +45,65 @@ def load_params(section: str, model_cls: type[SpecModel], path: Path | str = "pa
         return model_cls.model_validate(data[section])
     except ValidationError as err:
         raise ParamsError("\n".join(format_validation_error(path, err, node, (section,), field_names(model_cls)))) from err
+
+
+class LoraParams(SpecModel):
+    r: int = Field(gt=0, description="LoRA rank")
+    alpha: float = Field(gt=0, description="LoRA alpha; the update is scaled by alpha / r")
+    dropout: float = Field(ge=0, lt=1)
+    target_modules: list[str] = Field(min_length=1)
+    layers: list[int] | None = Field(
+        default=None, description="only these decoder layers get LoRA (null = all); fewer = faster backward"
+    )
+
+
+class TrainKnobs(SpecModel):
+    """Every training knob; `train.defaults` sets them all, `train.adapters.<name>` may override some."""
+
+    lora: LoraParams
+    epochs: float = Field(gt=0)
+    learning_rate: float = Field(gt=0)
+    scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"]
+    warmup_ratio: float = Field(ge=0, lt=1)
+    batch_size: int = Field(gt=0)
+    grad_accum: int = Field(gt=0)
+    max_length: int = Field(gt=0, description="longest example in tokens; longer ones are an error, never cut")
+    group_by_length: bool = Field(description="batch examples of similar length together (less padding)")
+    weight_decay: float = Field(ge=0)
+    save_steps: int = Field(gt=0, description="checkpoint every N optimizer steps (resume after a crash)")
+    final_loss_window: float = Field(gt=0, le=1, description="final loss = mean over this last share of steps")
+
+
+class AdapterTrainEntry(SpecModel):
+    dataset: Literal["persona", "agentic"] = Field(description="which built dataset the adapter learns")
+    overrides: dict = Field(default_factory=dict, description="TrainKnobs fields to change for this adapter")
+
+
+class TrainParams(SpecModel):
+    """`train:` - LoRA training of each adapter named in the specs."""
+
+    backend: Literal["auto", "trl", "unsloth"] = Field(description="auto: unsloth when CUDA is present, else trl")
+    seed: int
+    threads: int = Field(ge=0, description="torch CPU threads (0 = torch's default)")
+    defaults: TrainKnobs
+    adapters: dict[str, AdapterTrainEntry] = Field(min_length=1)
+
+    def knobs_for(self, adapter: str) -> TrainKnobs:
+        if adapter not in self.adapters:
+            raise ParamsError(
+                f"params.yaml: train.adapters: no entry for adapter {adapter!r}; known: {sorted(self.adapters)}"
+            )
+        merged = _deep_merge(self.defaults.model_dump(), self.adapters[adapter].overrides)
+        try:
+            return TrainKnobs.model_validate(merged)
+        except ValidationError as err:
+            lines = format_validation_error("params.yaml", err, None, ("train", "adapters", adapter, "overrides"),
+                                            field_names(TrainKnobs))
+            raise ParamsError("\n".join(lines)) from err
+
+
+def _deep_merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out

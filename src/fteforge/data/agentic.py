@@ -1,0 +1,742 @@
+"""Agentic training data and held-out eval cases: user requests -> exactly one valid Task API call.
+
+What the data teaches is the contract the adapter is scored on, so the conventions live here:
+
+- Titles: a `title` argument, and a `task_id` that names a task by title, is the user's words with
+  the first letter capitalised ("add review the budget" -> "Review the budget"); the rest is copied
+  as written. Descriptions, notes, tags, categories and queries are copied exactly.
+- Priorities: "urgent" -> urgent; "high priority"/"high-priority" -> high; "medium/normal priority"
+  -> medium; "low priority"/"low-priority"/"not important" -> low.
+- Dates resolve against today (shown with its weekday in the system prompt), see `resolve_date`.
+- List filters: "due before/by X" -> due_before=X and "due after X" -> due_after=X (the API is
+  inclusive); "due this week" -> due_before=end of the week; "due today" -> both bounds today;
+  "overdue" -> status=pending + due_before=yesterday; "show my tasks" -> no arguments.
+- Tasks are named by numeric id ("task 3", "#3", "number 3") or by their full title.
+
+Held out by construction: eval cases draw entities and `today` from world.py's eval pools and
+phrase requests with their own *eval* templates, which share no string with the training ones.
+Only the value phrasings ("urgent", "next Friday") are shared: those are what the model must map.
+"""
+
+from __future__ import annotations
+
+import calendar
+import copy
+import datetime as dt
+import math
+import random
+import re
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from jsonschema import Draft202012Validator
+
+from fteforge.agent import conversation
+from fteforge.data.records import EvalCase, Example
+from fteforge.data.world import (
+    CATEGORIES,
+    DESCRIPTIONS,
+    NOTES,
+    QUERIES,
+    TAGS,
+    TITLES,
+    TODAYS,
+    Split,
+    rng_for,
+    seed_state,
+)
+from fteforge.errors import FteforgeError
+from fteforge.specs import AgenticSpec, ToolsSpec
+from fteforge.taskapi import TaskAPI, seed_tasks
+
+NoCallReplies = Callable[[str, str, random.Random], str]
+Template = str | tuple[str, dict[str, Any]]  # a fixed-args template states its arguments outright
+
+# -- value phrasings (shared by train and eval: these mappings are what the model must learn) -------
+
+PRIORITY_MODS = [
+    (", urgent", "urgent"), (" - it's urgent", "urgent"), (" and make it urgent", "urgent"),
+    (", high priority", "high"), (" with high priority", "high"), (" (high-priority)", "high"),
+    (", low priority", "low"), (" - not important", "low"), (" as low-priority", "low"),
+    (", medium priority", "medium"), (" at normal priority", "medium"),
+]
+PRIORITY_WORDS = [
+    ("urgent", "urgent"), ("high priority", "high"), ("high-priority", "high"), ("low priority", "low"),
+    ("low-priority", "low"), ("not important", "low"), ("medium priority", "medium"),
+]
+PRIORITY_ADJ = [(w, v) for w, v in PRIORITY_WORDS if w != "not important"]
+TAG_MODS = {1: [" tagged {a}", " with the tag {a}", ", tag: {a}", " labelled {a}"],
+            2: [" tagged {a} and {b}", " (tags: {a}, {b})", " with the tags {a} and {b}"]}
+CATEGORY_MODS = [" in the {c} category", " under {c}", ", category {c}", " filed under {c}"]
+RECURRENCE_MODS = [
+    (" every day", "daily"), (" daily", "daily"), (", repeating every week", "weekly"), (" weekly", "weekly"),
+    (" every week", "weekly"), (" every month", "monthly"), (" once a month", "monthly"), (", monthly", "monthly"),
+]
+RECURRENCE_WORDS = [("daily", "daily"), ("every day", "daily"), ("weekly", "weekly"), ("every week", "weekly"),
+                    ("monthly", "monthly"), ("every month", "monthly")]
+DESCRIPTION_MODS = [", description: {d}", ' with the details "{d}"', ". Details: {d}", " (description: {d})"]
+ID_REFS = ["task {n}", "#{n}", "number {n}", "task #{n}", "item {n}", "task number {n}"]
+TITLE_REFS = ['"{t}"', "{t}", 'the "{t}" task', "the task {t}"]
+
+# -- phrasing templates: {title}/{x} for create; {ref} names a task; the rest are scenario slots ------
+
+CREATE_TRAIN = [
+    "add {title}{x}", "Add a task: {title}{x}", "can you add a task to {title}{x}?", "hey, remind me to {title}{x}",
+    'please put "{title}" on my list{x}', "new task - {title}{x}", "I need to {title}{x}. can you add that?",
+    'real quick: create a task called "{title}"{x}, thanks', "todo: {title}{x}",
+    "don't let me forget to {title}{x}", "Could you please add {title} to my tasks{x}?",
+]
+CREATE_EVAL = [
+    "put down {title}{x} for me", 'Create a to-do that says "{title}"{x}.', "would you mind adding {title}{x}?",
+    "ok so I gotta {title}{x}, track that", "task please: {title}{x}", "make a new item for me: {title}{x}",
+    "help me remember to {title}{x}",
+]
+COMPLETE_TRAIN = [
+    "mark {ref} as done", "I finished {ref}", "{ref} is done", "complete {ref} please", "done with {ref}!",
+    "hey, check off {ref}", "can you mark {ref} complete?", "just wrapped up {ref}, tick it off",
+]
+COMPLETE_EVAL = ["{ref} - finished it", "please close {ref}", "all done with {ref}", "set {ref} to completed"]
+DELETE_TRAIN = [
+    "delete {ref}", "remove {ref} from my list", "get rid of {ref}", "please drop {ref}",
+    "{ref} isn't needed anymore, delete it", "can you remove {ref}?", "hey, scrap {ref}", "trash {ref} please",
+]
+DELETE_EVAL = ["erase {ref}", "I don't need {ref}, take it off", "could you wipe {ref}?", "{ref} can go, delete"]
+
+TEMPLATES: dict[str, tuple[list[Template], list[Template]]] = {  # scenario -> (train, eval)
+    "complete with notes": (
+        ["mark {ref} done, note: {note}", "finished {ref} - {note}", 'complete {ref} with the note "{note}"',
+         "{ref} is done. notes: {note}", "close out {ref} and add a note: {note}",
+         "hey, I wrapped up {ref}. add this note: {note}"],
+        ['done with {ref}; jot down "{note}"', "completed {ref} (note: {note})", "finish off {ref} and record: {note}"]),
+    "list everything": (
+        ["what's on my list?", "show me my tasks", "list my tasks", "what do I have to do?",
+         "hey, what tasks do I have?", "can you pull up my to-do list?", "give me a rundown of my tasks please"],
+        ["remind me what I've got going on", "what's left for me?", "display my to-dos", "could I see my task list?"]),
+    "list by status": (
+        [("which tasks have I completed?", {"status": "completed"}), ("show me everything I've finished", {"status": "completed"}),
+         ("list my done tasks", {"status": "completed"}), ("hey, what have I already checked off?", {"status": "completed"}),
+         ("what's still pending?", {"status": "pending"}), ("show open tasks please", {"status": "pending"}),
+         ("list all my tasks, including the finished ones", {"status": "all"}),
+         ("show every task, done or not", {"status": "all"})],
+        [("which ones did I wrap up?", {"status": "completed"}), ("any tasks I've completed lately?", {"status": "completed"}),
+         ("what remains unfinished?", {"status": "pending"}), ("show the whole list, completed ones too", {"status": "all"})]),
+    "list by priority": (
+        ["show my {p} tasks", "what's {p} on my list?", "list {p} tasks please", "any {p} tasks?",
+         "which of my tasks are {p}?", "hey, pull up everything {p}", "filter my tasks by priority: {pv}"],
+        ["I only want to see {p} items", "got anything {p} for me?", "display the {p} stuff"]),
+    "list due before or after a date": (
+        ["show tasks {w}", "what's {w}?", "list everything {w}", "which tasks are {w}?", "anything {w}?",
+         "hey, what do I have {w}?", "pull up my tasks {w} please"],
+        ["I want to see what is {w}", "tell me which to-dos are {w}", "got any items {w}?"]),
+    "list by tag": (
+        ["show tasks tagged {tag}", "what's tagged {tag}?", "anything with the tag {tag}?", "filter by tag {tag} please",
+         "which tasks have the {tag} tag?", "hey, find everything labelled {tag}"],
+        ["pull up items carrying the {tag} label", "give me the {tag}-tagged ones", "tasks marked with tag {tag}?"]),
+    "list by category": (
+        ["what's in the {cat} category?", "list everything under {cat}", "any tasks filed under {cat}?",
+         "filter by category: {cat}", "which tasks are in the {cat} category?", "hey, show me my {cat} category"],
+        ["display the {cat} bucket", "I want the tasks from category {cat} only", "anything sitting in {cat}?"]),
+    "search by keyword": (
+        ["search for {q}", "find tasks about {q}", "anything mentioning {q}?", "look up {q} in my tasks",
+         "do I have a task about {q}?", 'which tasks mention "{q}"?', "hey, search my list for {q} please"],
+        ["is there something on my list about {q}?", "locate tasks with {q} in them", "query my tasks for {q}"]),
+    "change priority": (
+        ["make {ref} {p}", "set the priority of {ref} to {pv}", "hey, {ref} is {p} now", "change {ref} to {p} please",
+         "can you mark {ref} as {p}?", "real quick, {ref} should be {p}"],
+        ["I'd like {ref} to be {p}", "{ref}: switch it to {p}", "please flag {ref} as {p}"]),
+    "move the due date": (
+        ["move {ref} to {d}", "push {ref} to {d}", "change the due date of {ref} to {d}", "hey, {ref} is now due {dd}",
+         "reschedule {ref} for {d}", "can you make {ref} due {dd}?"],
+        ["shift {ref} over to {d}", "the deadline for {ref} changed, it's {d} now", "update {ref} so it's due {dd}"]),
+    "rename a task": (
+        ["rename {ref} to {new}", 'change the title of {ref} to "{new}"', 'call {ref} "{new}" instead',
+         "{ref} should be called {new}", "hey, retitle {ref}: {new}", "can you rename {ref} as {new}?"],
+        ['give {ref} the name "{new}"', "swap the title on {ref} for {new}", "{ref} -> {new}, please"]),
+    "change description": (
+        ['set the description of {ref} to "{desc}"', "add details to {ref}: {desc}", "update {ref}'s description: {desc}",
+         "change the description on {ref} to: {desc}", "hey, describe {ref} as {desc}", "{ref} details: {desc}"],
+        ['for {ref}, write "{desc}" in the description', "put this in the description of {ref}: {desc}",
+         "{ref} needs a description - {desc}"]),
+    "set tags": (
+        ["tag {ref} with {tags}", "set the tags on {ref} to {tags}", "label {ref} {tags}", "{ref} needs the tags {tags}",
+         "hey, tag {ref}: {tags}", "can you add the tag {tags} to {ref}?"],
+        ["apply tags {tags} to {ref}", "{ref} should carry {tags} as tags", "put the labels {tags} on {ref}"]),
+    "change category": (
+        ["move {ref} to the {cat} category", "put {ref} under {cat}", "change the category of {ref} to {cat}",
+         "file {ref} under {cat}", "hey, {ref} belongs in the {cat} category", "can you set the category of {ref} to {cat}?"],
+        ["recategorize {ref} as {cat}", "{ref} goes in {cat} now", "switch {ref} into the {cat} category"]),
+    "change recurrence": (
+        ["make {ref} repeat {r}", "set {ref} to recur {r}", "{ref} should happen {r} from now on",
+         "change the recurrence of {ref} to {r}", "hey, {ref} repeats {r} now",
+         ("stop repeating {ref}", {"recurrence": "none"}), ("{ref} is a one-off, it shouldn't repeat", {"recurrence": "none"})],
+        ["have {ref} recur {r}", "switch {ref} to {r}", ("{ref} no longer needs to repeat", {"recurrence": "none"})]),
+    "greetings and chit-chat": (
+        ["hi", "hello!", "hey TaskMaster", "good morning", "how are you today?", "thanks, that's all for now",
+         "thank you so much!", "what's up?", "good evening, how's it going?", "hey there, nice to meet you",
+         "bye for now", "you're pretty helpful, thanks", "who are you?", "what can you do?", "ok cool",
+         "have a nice day"],
+        ["yo!", "morning TaskMaster, hope you're well", "cheers, talk later", "hiya, how have you been?",
+         "appreciate the help today", "what's your name?"]),
+    "productivity coaching questions": (
+        ["how do I prioritize when everything feels urgent?", "I keep procrastinating, any tips?",
+         "I'm feeling overwhelmed by my workload", "what's a good way to plan my week?",
+         "how can I stay focused when working from home?", "any advice for breaking big projects into steps?",
+         "I can't get motivated today", "is the pomodoro technique worth trying?", "how many tasks should I plan per day?",
+         "how do I stop multitasking?", "what should I do first in the morning to be productive?",
+         "I always underestimate how long things take. help?", "how do I say no to extra work?",
+         "tips for keeping a to-do list manageable?", "I feel like I'm not making progress on anything",
+         "how do I get back on track after a lost week?"],
+        ["my to-do list keeps growing faster than I can finish it, what do I do?",
+         "how should I handle constant interruptions?", "what's the best way to look back on my week on Fridays?",
+         "I get distracted by my phone all the time", "how do I decide what to drop when I'm overloaded?",
+         "could you give me a strategy for deep focus?"]),
+    "out-of-scope requests": (
+        ["what's the weather like tomorrow?", "write me a poem about autumn", "what is 17 times 23?",
+         "translate 'good morning' into Spanish", "tell me a joke", "what's the capital of Australia?",
+         "can you recommend a good movie?", "give me a recipe for pancakes", "who won the World Cup in 2018?",
+         "can you book me an Uber?", "explain quantum computing in one sentence", "what's the square root of 144?",
+         "write a haiku about coffee", "how do I convert miles to kilometers?", "play some music",
+         "what time is it in Tokyo?"],
+        ["will it rain this weekend?", "compose a limerick about cats", "what is 250 divided by 5?",
+         "how do you say thank you in Japanese?", "recommend a podcast about history", "order me a pizza"]),
+}
+for _name in ("create with a title only", "create with priority", "create with an absolute due date",
+              "create with a relative due date", "create with tags", "create with a category", "create a recurring task",
+              "create with a description", "create with several arguments at once"):
+    TEMPLATES[_name] = (CREATE_TRAIN, CREATE_EVAL)
+for _name in ("complete by numeric id", "complete by title"):
+    TEMPLATES[_name] = (COMPLETE_TRAIN, COMPLETE_EVAL)
+for _name in ("delete by numeric id", "delete by title"):
+    TEMPLATES[_name] = (DELETE_TRAIN, DELETE_EVAL)
+
+# Built-in no-call replies in TaskMaster's shape (ACKNOWLEDGE -> DELIVER -> PROPEL); the persona
+# builder normally supplies its own so both adapters learn the same tokens for these turns.
+FALLBACK_REPLIES = {
+    "greetings and chit-chat": [
+        "Hi, great to see you! I'm here to keep your tasks organised and your momentum going. Want me to show what's on your list today?",
+        "Hello! Happy to help you plan, add or check off tasks. What would you like to tackle first?",
+        "Hey there, thanks for stopping by! Your task list is ready whenever you are. Shall we look at what's due this week?",
+        "Glad you're here! I can add, update, complete or list your tasks. Ready to pick the next thing to work on?",
+    ],
+    "productivity coaching questions": [
+        "That's a great question, and plenty of people wrestle with it. Start with the task that has the closest deadline and give it 25 focused minutes. Want me to list your high-priority tasks so we can choose together?",
+        "That sounds like a lot on your plate, and it makes sense to feel stuck. Let's tackle this step by step: pick one small task you can finish today and do it first. Would you like me to pull up what's due soon?",
+        "Good thinking to ask. A simple plan helps: choose your top three tasks for the day and protect time for the first one. Shall we look at your list and pick them?",
+        "Totally fair, focus is hard to hold. Try short blocks with one task open at a time; every block counts as progress. Want me to show today's tasks so we can pick the first one?",
+    ],
+    "out-of-scope requests": [
+        "Good question, though that's outside what I can help with here: I manage your tasks and keep your plans on track. Want me to add a task for it or show what's on your list?",
+        "Happy to help where I can, but that one is outside my lane; I focus on your tasks and priorities. Shall we check what's due this week?",
+        "Fair ask! That's not something I can do, since I work with your task list. Want me to create a reminder for it instead?",
+        "That sounds fun, though it's beyond what I handle; my focus is your to-do list. Ready to pick your next task together?",
+    ],
+}
+
+# -- dates ------------------------------------------------------------------------------------------
+
+_WEEKDAYS = [d.lower() for d in calendar.day_name]
+_MONTHS = [m.lower() for m in calendar.month_name[1:]]
+_NUMBERS = {"a": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
+            "nine": 9, "ten": 10}
+_MONTH_RE = "|".join(_MONTHS)
+
+
+def resolve_date(expr: str, today: dt.date) -> str:
+    """A date phrase as YYYY-MM-DD, relative to `today`.
+
+    A weekday ("Friday", "next Friday") is the first such day strictly after today; "end of the
+    week" is the coming Sunday (today if it is Sunday); "March 14"/"14 March" without a year is the
+    next such date on or after today; "in N days/weeks" counts from today.
+    """
+    s = expr.strip().lower().removeprefix("the ")
+    if s in ("today", "tomorrow", "yesterday", "day after tomorrow"):
+        day = today + dt.timedelta(days={"today": 0, "tomorrow": 1, "yesterday": -1}.get(s, 2))
+    elif m := re.fullmatch(r"in (\d+|\w+) (day|week)s?", s):
+        n = int(m[1]) if m[1].isdigit() else _NUMBERS[m[1]]
+        day = today + dt.timedelta(days=n * (7 if m[2] == "week" else 1))
+    elif m := re.fullmatch(rf"(?:next )?({'|'.join(_WEEKDAYS)})", s):
+        day = today + dt.timedelta(days=(_WEEKDAYS.index(m[1]) - today.weekday() - 1) % 7 + 1)
+    elif s in ("end of the week", "end of this week", "end of week"):
+        day = today + dt.timedelta(days=6 - today.weekday())
+    elif s in ("end of the month", "end of this month", "end of month"):
+        day = today.replace(day=calendar.monthrange(today.year, today.month)[1])
+    elif re.fullmatch(r"\d{4}-\d{2}-\d{2}", s):
+        day = dt.date.fromisoformat(s)
+    elif m := (re.fullmatch(rf"({_MONTH_RE}) (\d{{1,2}})(?:st|nd|rd|th)?", s)
+               or re.fullmatch(rf"(\d{{1,2}})(?:st|nd|rd|th)? ({_MONTH_RE})", s)):
+        month_name, d = (m[1], m[2]) if not m[1].isdigit() else (m[2], m[1])
+        day = dt.date(today.year, _MONTHS.index(month_name) + 1, int(d))
+        if day < today:
+            day = day.replace(year=today.year + 1)
+    else:
+        raise ValueError(f"cannot resolve date phrase {expr!r}")
+    return day.isoformat()
+
+
+def _ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
+
+
+def _absolute(rng: random.Random, day: dt.date) -> str:
+    month = day.strftime("%B")
+    return rng.choice([day.isoformat(), f"{month} {day.day}", f"{day.day} {month}", f"{month} {_ordinal(day.day)}"])
+
+
+def _date_phrase(rng: random.Random, today: dt.date, kind: str = "any", form: str = "prep") -> tuple[str, str]:
+    """(phrase, YYYY-MM-DD). form: "prep" adds a preposition ("due Friday"), "to" fits after to/for,
+    "due" fits after the word due; each expression lists the prepositions it reads naturally with."""
+    kind = rng.choice(["abs", "rel"]) if kind == "any" else kind
+    if kind == "abs":
+        options = [(_absolute(rng, today + dt.timedelta(days=rng.randint(1, 80))), ["due", "by", "on"])]
+    else:
+        weekday, n = rng.choice(calendar.day_name), rng.randint(2, 10)
+        n_text = str(n) if rng.random() < 0.5 else next(k for k, v in _NUMBERS.items() if v == n and k != "a")
+        options = [
+            ("today", ["due", "for"]), ("tomorrow", ["", "due", "by", "for"]), ("the day after tomorrow", ["due", "by"]),
+            (f"next {weekday}", ["", "due", "by", "for"]), (weekday, ["on", "by", "due"]),
+            ("the end of the week", ["by"]), ("the end of the month", ["by"]), (f"in {n_text} days", ["", "due"]),
+            (rng.choice(["in a week", "in two weeks"]), ["", "due"]),
+        ]
+    if form == "to":
+        options = [o for o in options if not o[0].startswith("in ")]
+    elif form == "due":
+        options = [o for o in options if "due" in o[1]]
+    expr, preps = rng.choice(options)
+    phrase = f"{rng.choice(preps)} {expr}".strip() if form == "prep" else expr
+    return phrase, resolve_date(expr, today)
+
+
+# -- scenario builders: each returns (template slots, call arguments) ------------------------------
+
+
+@dataclass
+class _Ctx:
+    rng: random.Random
+    split: Split
+    today: dt.date
+    tasks: list[dict[str, Any]]
+    template: str
+    ref: dict[str, Any] | None = None  # the task a call refers to (eval accepts its id or its title)
+
+
+def _cap(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _as_typed(ctx: _Ctx, title: str) -> str:
+    """Users type titles capitalised or not; the argument is capitalised either way (`_cap`)."""
+    return title if ctx.rng.random() < 0.5 else title[:1].lower() + title[1:]
+
+
+def _ref(ctx: _Ctx, by: str, pending: bool = False) -> tuple[str, str]:
+    """(phrase naming a seeded task, task_id), by numeric id or by full title."""
+    rng = ctx.rng
+    task = rng.choice([t for t in ctx.tasks if t["status"] == "pending" or not pending])
+    ctx.ref = task
+    if (by if by != "any" else rng.choice(["id", "title"])) == "id":
+        return rng.choice(ID_REFS).format(n=task["id"]), str(task["id"])
+    typed = _as_typed(ctx, task["title"])
+    return rng.choice(TITLE_REFS).format(t=typed), _cap(typed)
+
+
+def _pick(ctx: _Ctx, pool: dict[Split, list[str]]) -> str:
+    return ctx.rng.choice(pool[ctx.split])
+
+
+def _modifier(ctx: _Ctx, kind: str) -> tuple[str, dict[str, Any]]:
+    rng = ctx.rng
+    if kind == "priority":
+        phrase, value = rng.choice(PRIORITY_MODS)
+        return phrase, {"priority": value}
+    if kind in ("date", "abs_date", "rel_date"):
+        phrase, iso = _date_phrase(rng, ctx.today, {"date": "any", "abs_date": "abs", "rel_date": "rel"}[kind])
+        return " " + phrase, {"due_date": iso}
+    if kind == "tags":
+        tags = rng.sample(TAGS[ctx.split], rng.choice([1, 1, 2]))
+        return rng.choice(TAG_MODS[len(tags)]).format(a=tags[0], b=tags[-1]), {"tags": tags}
+    if kind == "category":
+        cat = _pick(ctx, CATEGORIES)
+        return rng.choice(CATEGORY_MODS).format(c=cat), {"category": cat}
+    if kind == "recurrence":
+        phrase, value = rng.choice(RECURRENCE_MODS)
+        return phrase, {"recurrence": value}
+    desc = _pick(ctx, DESCRIPTIONS)
+    return rng.choice(DESCRIPTION_MODS).format(d=desc), {"description": desc}
+
+
+def _create(*kinds: str) -> Callable[[_Ctx], tuple[dict, dict]]:
+    def build(ctx: _Ctx) -> tuple[dict, dict]:
+        taken = {t["title"] for t in ctx.tasks}
+        typed = _as_typed(ctx, ctx.rng.choice([t for t in TITLES[ctx.split] if t not in taken]))
+        chosen = list(kinds)
+        if chosen == ["several"]:
+            chosen = ["priority", "date", "tags", *ctx.rng.sample(["category", "description", "recurrence"], 1)]
+            ctx.rng.shuffle(chosen)  # word order varies; the arguments do not
+            # Free text last, so nothing after it could be read as part of the description.
+            chosen.sort(key=lambda k: k == "description")
+        args, parts = {"title": _cap(typed)}, []
+        for kind in chosen:
+            phrase, extra = _modifier(ctx, kind)
+            parts.append(phrase)
+            args |= extra
+        # Commas between modifiers: "tagged home weekly" would leave "weekly" a tag or a recurrence.
+        rest = [p.lstrip(" ,-.") for p in parts[1:]]
+        x = "".join(parts[:1] + [", " + p[:1].lower() + p[1:] for p in rest])
+        return {"title": typed, "x": x}, args
+    return build
+
+
+def _by_ref(by: str, pending: bool = False, extra: Callable[[_Ctx], tuple[dict, dict]] | None = None):
+    def build(ctx: _Ctx) -> tuple[dict, dict]:
+        phrase, task_id = _ref(ctx, by, pending)
+        slots, args = extra(ctx) if extra else ({}, {})
+        return {"ref": phrase, **slots}, {"task_id": task_id, **args}
+    return build
+
+
+def _priority(ctx: _Ctx) -> tuple[dict, dict]:
+    current = ctx.ref["priority"] if ctx.ref else None  # a real change, not a no-op update
+    word, value = ctx.rng.choice([p for p in PRIORITY_WORDS if p[1] != current])
+    return {"p": word, "pv": value}, {"priority": value}
+
+
+def _list_priority(ctx: _Ctx) -> tuple[dict, dict]:
+    word, value = ctx.rng.choice(PRIORITY_ADJ)
+    return {"p": word, "pv": value}, {"priority": value}
+
+
+def _due(ctx: _Ctx) -> tuple[dict, dict]:
+    form = "to" if "{d}" in ctx.template else "due"
+    phrase, iso = _date_phrase(ctx.rng, ctx.today, "any", form)
+    return {"d": phrase, "dd": phrase}, {"due_date": iso}
+
+
+def _rename(ctx: _Ctx) -> tuple[dict, dict]:
+    taken = {t["title"] for t in ctx.tasks}
+    typed = _as_typed(ctx, ctx.rng.choice([t for t in TITLES[ctx.split] if t not in taken]))
+    return {"new": typed}, {"title": _cap(typed)}
+
+
+def _tags(ctx: _Ctx) -> tuple[dict, dict]:
+    tags = ctx.rng.sample(TAGS[ctx.split], ctx.rng.choice([1, 2]))
+    return {"tags": ctx.rng.choice([" and ", ", "]).join(tags)}, {"tags": tags}
+
+
+def _recurrence(ctx: _Ctx) -> tuple[dict, dict]:
+    word, value = ctx.rng.choice(RECURRENCE_WORDS)
+    return {"r": word}, {"recurrence": value}
+
+
+def _slot(name: str, pool: dict[Split, list[str]], arg: str) -> Callable[[_Ctx], tuple[dict, dict]]:
+    def build(ctx: _Ctx) -> tuple[dict, dict]:
+        value = _pick(ctx, pool)
+        return {name: value}, {arg: value}
+    return build
+
+
+def _list_dates(ctx: _Ctx) -> tuple[dict, dict]:
+    rng, today = ctx.rng, ctx.today
+    iso = dt.date.isoformat
+    kind = rng.choice(["before", "by", "after", "week", "overdue", "today", "between", "next"])
+    if kind in ("before", "by", "after"):
+        # "before today" means overdue and "after tomorrow" reads as a date; leave both to other phrasings.
+        phrase, day = _date_phrase(rng, today, "any", "to")
+        while phrase in ("today", "tomorrow", "the day after tomorrow"):
+            phrase, day = _date_phrase(rng, today, "any", "to")
+        arg = "due_after" if kind == "after" else "due_before"
+        return {"w": f"due {kind} {phrase}"}, {arg: day}
+    if kind == "week":
+        return {"w": "due this week"}, {"due_before": resolve_date("end of the week", today)}
+    if kind == "overdue":
+        return {"w": "overdue"}, {"status": "pending", "due_before": iso(today - dt.timedelta(days=1))}
+    if kind == "today":
+        return {"w": "due today"}, {"due_after": iso(today), "due_before": iso(today)}
+    if kind == "next":
+        n = rng.randint(2, 14)
+        return {"w": f"due in the next {n} days"}, {"due_after": iso(today), "due_before": iso(today + dt.timedelta(days=n))}
+    start = today + dt.timedelta(days=rng.randint(0, 10))
+    end = start + dt.timedelta(days=rng.randint(3, 20))
+    return {"w": f"due between {_absolute(rng, start)} and {_absolute(rng, end)}"}, {
+        "due_after": iso(start), "due_before": iso(end)}
+
+
+def _none(ctx: _Ctx) -> tuple[dict, dict]:
+    return {}, {}
+
+
+@dataclass(frozen=True)
+class _Scenario:
+    tool: str | None
+    build: Callable[[_Ctx], tuple[dict, dict]]
+    train: list[Template] = field(default_factory=list)
+    eval: list[Template] = field(default_factory=list)
+
+
+_BUILDERS: dict[str, tuple[str | None, Callable[[_Ctx], tuple[dict, dict]]]] = {
+    "create with a title only": ("create_task", _create()),
+    "create with priority": ("create_task", _create("priority")),
+    "create with an absolute due date": ("create_task", _create("abs_date")),
+    "create with a relative due date": ("create_task", _create("rel_date")),
+    "create with tags": ("create_task", _create("tags")),
+    "create with a category": ("create_task", _create("category")),
+    "create a recurring task": ("create_task", _create("recurrence")),
+    "create with a description": ("create_task", _create("description")),
+    "create with several arguments at once": ("create_task", _create("several")),
+    "list everything": ("list_tasks", _none),
+    "list by status": ("list_tasks", _none),
+    "list by priority": ("list_tasks", _list_priority),
+    "list due before or after a date": ("list_tasks", _list_dates),
+    "list by tag": ("list_tasks", _slot("tag", TAGS, "tag")),
+    "list by category": ("list_tasks", _slot("cat", CATEGORIES, "category")),
+    "search by keyword": ("list_tasks", _slot("q", QUERIES, "query")),
+    "complete by numeric id": ("complete_task", _by_ref("id", pending=True)),
+    "complete by title": ("complete_task", _by_ref("title", pending=True)),
+    "complete with notes": ("complete_task", _by_ref("any", True, _slot("note", NOTES, "notes"))),
+    "change priority": ("update_task", _by_ref("any", extra=_priority)),
+    "move the due date": ("update_task", _by_ref("any", extra=_due)),
+    "rename a task": ("update_task", _by_ref("any", extra=_rename)),
+    "change description": ("update_task", _by_ref("any", extra=_slot("desc", DESCRIPTIONS, "description"))),
+    "set tags": ("update_task", _by_ref("any", extra=_tags)),
+    "change category": ("update_task", _by_ref("any", extra=_slot("cat", CATEGORIES, "category"))),
+    "change recurrence": ("update_task", _by_ref("any", extra=_recurrence)),
+    "delete by numeric id": ("delete_task", _by_ref("id")),
+    "delete by title": ("delete_task", _by_ref("title")),
+    "greetings and chit-chat": (None, _none),
+    "productivity coaching questions": (None, _none),
+    "out-of-scope requests": (None, _none),
+}
+SCENARIOS = {name: _Scenario(tool, build, *TEMPLATES[name]) for name, (tool, build) in _BUILDERS.items()}
+
+
+def _scenario(category: str, tools: list[str], name: str) -> _Scenario:
+    scn = SCENARIOS.get(name.lower())
+    if scn is None:
+        raise FteforgeError(f"agentic spec: categories.{category}: no generator for scenario {name!r}; "
+                            f"known scenarios: {', '.join(sorted(SCENARIOS))}")
+    if (scn.tool is None) != (not tools) or (scn.tool is not None and scn.tool not in tools):
+        raise FteforgeError(f"agentic spec: categories.{category}: scenario {name!r} calls "
+                            f"{scn.tool or 'no tool'}, but the category lists tools {tools}")
+    return scn
+
+
+# -- drawing one exchange ---------------------------------------------------------------------------
+
+
+@dataclass
+class _Draw:
+    today: str
+    setup: list[dict[str, Any]]
+    user: str
+    template: str
+    args: dict[str, Any] | None
+    result: dict[str, Any] | None
+    ref: dict[str, Any] | None
+
+
+def _draw(scn: _Scenario, template: Template, rng: random.Random, split: Split, tools: ToolsSpec,
+          validators: dict[str, Draft202012Validator]) -> _Draw:
+    """Seed a fresh Task API, phrase the request, and run the implied call for real."""
+    text, fixed = (template, {}) if isinstance(template, str) else template
+    today = dt.date.fromisoformat(rng.choice(TODAYS[split]))
+    setup = seed_state(rng, split, today, n=5)
+    if rng.random() < 0.3:  # a finished task in the list makes status filters and refs realistic
+        rng.choice(setup)["status"] = "completed"
+    with TaskAPI(":memory:", tools=tools, today=today) as api:
+        ctx = _Ctx(rng, split, today, seed_tasks(api, setup), text)
+        slots, args = scn.build(ctx)
+        user = text.format(**slots)
+        if scn.tool is None:
+            return _Draw(today.isoformat(), setup, user, text, None, None, None)
+        # Keys in schema order whatever the word order: one fixed target layout is easier to learn.
+        args = {k: (args | fixed)[k] for k in tools.get(scn.tool).argument_names if k in args | fixed}
+        problems = [e.message for e in validators[scn.tool].iter_errors(args)]
+        if problems:
+            raise FteforgeError(f"generator bug: {scn.tool}({args}) from {user!r} is invalid: {'; '.join(problems)}")
+        result = api.execute(scn.tool, args)
+    if not result["ok"]:
+        raise FteforgeError(f"generator bug: {scn.tool}({args}) from {user!r} failed: {result['error']['message']}")
+    return _Draw(today.isoformat(), setup, user, text, args, result, ctx.ref)
+
+
+def _validators(tools: ToolsSpec) -> dict[str, Draft202012Validator]:
+    return {t.name: Draft202012Validator(t.parameters, format_checker=Draft202012Validator.FORMAT_CHECKER)
+            for t in tools.tools}
+
+
+def _template_order(seed: int, split: str, category: str, name: str, templates: list[Template]) -> list[Template]:
+    """Templates in a seeded order, used round-robin so every phrasing appears before any repeats."""
+    order = list(templates)
+    rng_for(seed, split, category, name, "templates").shuffle(order)
+    return order
+
+
+def _category_counts(spec: AgenticSpec, scale: float) -> dict[str, int]:
+    matrix = spec.scenario_matrix
+    counts = {name: math.ceil(cat.target_count * scale) for name, cat in matrix.categories.items()}
+    no_call = [name for name, cat in matrix.categories.items() if not cat.tools]
+    frac = matrix.min_no_call_fraction
+    if frac > 0 and not no_call:
+        raise FteforgeError(f"agentic spec: min_no_call_fraction is {frac} but no category has `tools: []`; "
+                            "add a no-call category")
+    if frac >= 1 and len(no_call) < len(counts):
+        raise FteforgeError("agentic spec: min_no_call_fraction 1 leaves no room for tool-calling categories")
+    # target_count is a minimum, so topping up the no-call share is allowed.
+    while no_call and counts[no_call[0]] < frac * sum(counts.values()) - sum(counts[c] for c in no_call[1:]):
+        counts[no_call[0]] += 1
+    return counts
+
+
+def _ngram_ratios(texts: list[str]) -> dict[str, float]:
+    tokens = [re.findall(r"[\w'-]+|[^\w\s]", t.lower()) for t in texts]
+    ratios = {}
+    for n in (1, 2, 3):
+        grams = [tuple(ts[i:i + n]) for ts in tokens for i in range(len(ts) - n + 1)]
+        ratios[str(n)] = round(len(set(grams)) / len(grams), 4) if grams else 0.0
+    return ratios
+
+
+# -- public API -------------------------------------------------------------------------------------
+
+
+def build_agentic_dataset(
+    spec: AgenticSpec, tools: ToolsSpec, seed: int = 0, scale: float = 1.0,
+    no_call_replies: NoCallReplies | None = None,
+) -> tuple[list[Example], dict[str, Any]]:
+    """Training examples and coverage stats; every call was validated and executed for real.
+
+    Call examples are [system, user, assistant call] (meta holds tool, args and the real
+    tool_result, for the persona builder); no-call examples are [system, user, assistant reply],
+    the reply from `no_call_replies(scenario name as in the spec, user text, rng)` or built in.
+    Each category gets at least ceil(target_count * scale) examples, round-robin over its
+    scenarios; the no-call category is topped up to min_no_call_fraction if needed.
+    """
+    if scale <= 0:
+        raise FteforgeError(f"agentic data: scale must be > 0, got {scale}")
+    validators, counts = _validators(tools), _category_counts(spec, scale)
+    examples: list[Example] = []
+    for cat_name, cat in spec.scenario_matrix.categories.items():
+        scenarios = [(name, _scenario(cat_name, cat.tools, name)) for name in cat.scenarios]
+        orders = [_template_order(seed, "train", cat_name, name, scn.train) for name, scn in scenarios]
+        for i in range(counts[cat_name]):
+            (name, scn), order = scenarios[i % len(scenarios)], orders[i % len(scenarios)]
+            template = order[(i // len(scenarios)) % len(order)]
+            rng = rng_for(seed, cat_name, i)
+            d = _draw(scn, template, rng, "train", tools, validators)
+            meta: dict[str, Any] = {"tool": scn.tool, "args": copy.deepcopy(d.args), "tool_result": d.result,
+                                    "template": d.template}
+            if scn.tool is None:
+                reply = (no_call_replies(name, d.user, rng) if no_call_replies
+                         else rng.choice(FALLBACK_REPLIES[name.lower()]))
+                messages = conversation(spec, d.user, reply=reply)
+                meta["reply_source"] = "custom" if no_call_replies else "builtin"
+            else:
+                messages = conversation(spec, d.user, call=(scn.tool, d.args))
+            examples.append(Example(
+                id=f"agentic-{cat_name}-{i:04d}", adapter=spec.adapter, category=cat_name, scenario=name,
+                today=d.today, setup_tasks=d.setup, messages=messages, train_turn=2, meta=meta,
+            ))
+    return examples, _stats(examples, tools, scale)
+
+
+def _stats(examples: list[Example], tools: ToolsSpec, scale: float) -> dict[str, Any]:
+    coverage = {t.name: dict.fromkeys(t.argument_names, 0) for t in tools.tools}
+    for ex in examples:
+        for arg in ex.meta["args"] or {}:
+            coverage[ex.meta["tool"]][arg] += 1
+    per_tool = Counter(ex.meta["tool"] or "no_call" for ex in examples)
+    uncovered = [f"{tool}.{arg}" for tool, args in coverage.items() for arg, n in args.items() if n == 0]
+    uncovered += [f"{tool} (never called)" for tool in tools.names if per_tool[tool] == 0 and not coverage[tool]]
+    if uncovered and scale >= 1:
+        raise FteforgeError(f"agentic data: no example uses {', '.join(uncovered)}; "
+                            "add a scenario that exercises them to the agentic spec")
+    texts = [ex.user for ex in examples]
+    no_call = sum(1 for ex in examples if ex.meta["tool"] is None)
+    return {
+        "n_examples": len(examples),
+        "per_category": dict(Counter(ex.category for ex in examples)),
+        "per_scenario": dict(Counter(ex.scenario for ex in examples)),
+        "per_tool": dict(per_tool),
+        "arg_coverage": coverage,
+        "uncovered_args": uncovered,
+        "no_call_fraction": round(no_call / len(examples), 4) if examples else 0.0,
+        "distinct_user_texts": len(set(texts)),
+        "distinct_templates": len({ex.meta["template"] for ex in examples}),
+        "distinct_ngram_ratio": _ngram_ratios(texts),
+    }
+
+
+def _esc(text: str) -> str:
+    """re.escape, minus escaping spaces and dashes, so the suite stays readable."""
+    return re.sub(r"([.^$*+?{}\[\]\\|()])", r"\\\1", text)
+
+
+def _expected_args(tool: str, args: dict[str, Any], ref: dict[str, Any] | None) -> dict[str, str]:
+    """Regexes (re.search on the value as a string) that accept every right answer."""
+    out = {}
+    for arg, value in args.items():
+        if tool == "list_tasks" and arg == "status" and value == "pending":
+            continue  # pending is the default: omitting it is just as right
+        if arg == "task_id":
+            out[arg] = rf"^({ref['id']}|(?i:{_esc(ref['title'])}))$"
+        elif arg == "tags" and len(value) == 1:
+            out[arg] = rf'(?i)^\["{_esc(value[0])}"\]$'
+        elif arg == "tags":  # any order, no extra tags
+            ahead = "".join(f'(?=.*"{_esc(t)}")' for t in value)
+            out[arg] = rf'(?i)^\[{ahead}"[^"]*"(\s*,\s*"[^"]*"){{{len(value) - 1}}}\]$'
+        elif arg in ("priority", "status", "recurrence", "due_date", "due_before", "due_after"):
+            out[arg] = f"^{value}$"
+        else:
+            out[arg] = rf"(?i)^{_esc(value)}\.?$"
+    return out
+
+
+def _eval_quotas(spec: AgenticSpec, n: int) -> dict[str, int]:
+    cats = spec.scenario_matrix.categories
+    total = sum(c.target_count for c in cats.values())
+    raw = {name: n * c.target_count / total for name, c in cats.items()}
+    quota = {name: math.floor(v) for name, v in raw.items()}
+    for name in sorted(raw, key=lambda k: quota[k] - raw[k])[: n - sum(quota.values())]:
+        quota[name] += 1
+    no_call = [name for name, c in cats.items() if not c.tools]
+    calling = [name for name in cats if name not in no_call]
+    # At least a fifth no-call cases, so no_call_accuracy rests on enough of them.
+    need = math.ceil(max(spec.scenario_matrix.min_no_call_fraction, 0.2) * n)
+    if not no_call or n < need + len(calling):
+        raise FteforgeError(f"agentic eval: n={n} cannot hold {need} no-call cases and one case per tool category")
+    for name in calling:
+        while quota[name] < 1:
+            quota[max(quota, key=quota.get)] -= 1
+            quota[name] += 1
+    while sum(quota[c] for c in no_call) < need:
+        quota[max(calling, key=quota.get)] -= 1
+        quota[no_call[0]] += 1
+    return quota
+
+
+def eval_cases_with_reference(
+    spec: AgenticSpec, tools: ToolsSpec, seed: int = 1000, n: int = 70,
+) -> list[tuple[EvalCase, dict[str, Any] | None]]:
+    """Eval cases, each with the call the generator intended (None for no-call), for checking the regexes."""
+    validators, out = _validators(tools), []
+    for cat_name, k in _eval_quotas(spec, n).items():
+        cat = spec.scenario_matrix.categories[cat_name]
+        scenarios = [(name, _scenario(cat_name, cat.tools, name)) for name in cat.scenarios]
+        orders = [_template_order(seed, "eval", cat_name, name, scn.eval) for name, scn in scenarios]
+        for j in range(k):
+            (name, scn), order = scenarios[j % len(scenarios)], orders[j % len(scenarios)]
+            d = _draw(scn, order[(j // len(scenarios)) % len(order)], rng_for(seed, "eval", cat_name, j), "eval",
+                      tools, validators)
+            case = EvalCase(
+                id=f"agentic-eval-{len(out):03d}", kind="agentic", input=d.user, expected_tool=scn.tool,
+                expected_args=_expected_args(scn.tool, d.args, d.ref) if scn.tool else {},
+                today=d.today, setup_tasks=d.setup, category=cat_name, notes=name,
+            )
+            out.append((case, d.args))
+    return out
+
+
+def build_agentic_eval_cases(spec: AgenticSpec, tools: ToolsSpec, seed: int = 1000, n: int = 70) -> list[EvalCase]:
+    """Held-out agentic cases: eval pools, eval `today`s and eval-only phrasings; >= 20% no-call."""
+    return [case for case, _ in eval_cases_with_reference(spec, tools, seed, n)]

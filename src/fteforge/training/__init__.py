@@ -1,0 +1,1 @@
+"""Training LoRA adapters: data preparation, backends (TRL+PEFT on CPU, unsloth on GPU), gates."""

@@ -1,0 +1,360 @@
+"""Agentic data: coverage of the scenario matrix, calls that really succeed, held-out eval cases."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import random
+import re
+from pathlib import Path
+
+import pytest
+from jsonschema import Draft202012Validator
+
+from fteforge.data import agentic
+from fteforge.data.agentic import (
+    SCENARIOS,
+    TEMPLATES,
+    build_agentic_dataset,
+    build_agentic_eval_cases,
+    eval_cases_with_reference,
+    resolve_date,
+)
+from fteforge.data.leakage import find_leaks
+from fteforge.data.world import TITLES, TODAYS
+from fteforge.errors import FteforgeError
+from fteforge.specs import AgenticSpec, load_spec_set
+from fteforge.taskapi import TaskAPI, seed_tasks
+
+SPECS = Path(__file__).resolve().parents[1] / "specs"
+
+
+@pytest.fixture(scope="module")
+def specs():
+    return load_spec_set(SPECS)
+
+
+@pytest.fixture(scope="module")
+def built(specs):
+    return build_agentic_dataset(specs.agentic, specs.tools, seed=0)
+
+
+@pytest.fixture(scope="module")
+def examples(built):
+    return built[0]
+
+
+@pytest.fixture(scope="module")
+def with_ref(specs):
+    return eval_cases_with_reference(specs.agentic, specs.tools)
+
+
+def calls(examples):
+    return [ex for ex in examples if ex.meta["tool"] is not None]
+
+
+def as_string(value) -> str:
+    return json.dumps(value) if isinstance(value, list) else str(value)
+
+
+def replay(tools, today, setup, tool, args):
+    with TaskAPI(":memory:", tools=tools, today=today) as api:
+        seed_tasks(api, setup)
+        return api.execute(tool, args)
+
+
+def spec_with(spec: AgenticSpec, edit) -> AgenticSpec:
+    data = spec.model_dump()
+    edit(data["scenario_matrix"])
+    return AgenticSpec.model_validate(data)
+
+
+# -- training data ---------------------------------------------------------------------------------
+
+def test_counts_meet_targets_and_spread_over_scenarios(specs, examples, built):
+    matrix = specs.agentic.scenario_matrix
+    stats = built[1]
+    for name, cat in matrix.categories.items():
+        assert stats["per_category"][name] >= cat.target_count
+        for scenario in cat.scenarios:
+            assert stats["per_scenario"][scenario] >= cat.target_count // len(cat.scenarios)
+    ids = [ex.id for ex in examples]
+    assert len(set(ids)) == len(ids)
+    assert all(re.fullmatch(rf"agentic-{ex.category}-\d{{4}}", ex.id) for ex in examples)
+    assert {ex.adapter for ex in examples} == {specs.agentic.adapter}
+    assert all(ex.train_turn == 2 and len(ex.messages) == 3 for ex in examples)
+    assert all(ex.today in TODAYS["train"] and len(ex.setup_tasks) == 5 for ex in examples)
+
+
+def test_scale_scales_counts(specs):
+    small, stats = build_agentic_dataset(specs.agentic, specs.tools, scale=0.1)
+    for name, cat in specs.agentic.scenario_matrix.categories.items():
+        assert stats["per_category"][name] >= -(-cat.target_count // 10)
+    assert stats["no_call_fraction"] >= specs.agentic.scenario_matrix.min_no_call_fraction
+    assert len(small) < 60
+
+
+def test_every_tool_and_argument_is_used(specs, examples, built):
+    used = {(ex.meta["tool"], arg) for ex in calls(examples) for arg in ex.meta["args"]}
+    for tool in specs.tools.tools:
+        for arg in tool.argument_names:
+            assert (tool.name, arg) in used, f"{tool.name}.{arg} never used"
+            assert built[1]["arg_coverage"][tool.name][arg] > 0
+    assert built[1]["uncovered_args"] == []
+
+
+def test_every_call_is_schema_valid_and_really_succeeds(specs, examples):
+    validators = {t.name: Draft202012Validator(t.parameters, format_checker=Draft202012Validator.FORMAT_CHECKER)
+                  for t in specs.tools.tools}
+    for ex in calls(examples):
+        tool, args = ex.meta["tool"], ex.meta["args"]
+        assert not list(validators[tool].iter_errors(args)), (ex.id, args)
+        assert list(args) == [k for k in specs.tools.get(tool).argument_names if k in args]  # schema order
+        call = ex.messages[2]["tool_calls"][0]["function"]
+        assert call == {"name": tool, "arguments": args}
+        assert ex.meta["tool_result"]["ok"] is True
+    # Replaying a sample on a fresh Task API seeded with setup_tasks gives the stored result.
+    for ex in calls(examples)[::7]:
+        result = replay(specs.tools, ex.today, ex.setup_tasks, ex.meta["tool"], ex.meta["args"])
+        assert result == ex.meta["tool_result"], ex.id
+
+
+def test_agentic_examples_stop_at_the_call(examples):
+    for ex in calls(examples):
+        assert [m["role"] for m in ex.messages] == ["system", "user", "assistant"]
+        assert ex.target["tool_calls"] and ex.target["content"] == ""
+
+
+@pytest.mark.parametrize(("phrase", "today", "expected"), [
+    ("today", "2026-03-02", "2026-03-02"),
+    ("tomorrow", "2026-03-02", "2026-03-03"),
+    ("the day after tomorrow", "2026-12-30", "2027-01-01"),
+    ("in 3 days", "2026-03-02", "2026-03-05"),
+    ("in three days", "2026-02-27", "2026-03-02"),
+    ("in a week", "2026-03-02", "2026-03-09"),
+    ("in two weeks", "2026-03-02", "2026-03-16"),
+    ("next Friday", "2026-03-02", "2026-03-06"),  # Monday -> the coming Friday
+    ("Friday", "2026-03-06", "2026-03-13"),  # on a Friday, "Friday" is a week later
+    ("next Monday", "2026-03-01", "2026-03-02"),
+    ("the end of the week", "2026-03-04", "2026-03-08"),  # Sunday
+    ("end of the week", "2026-03-08", "2026-03-08"),  # already Sunday
+    ("the end of the month", "2026-02-10", "2026-02-28"),
+    ("2026-03-14", "2026-03-02", "2026-03-14"),
+    ("March 14", "2026-03-02", "2026-03-14"),
+    ("14 March", "2026-05-14", "2027-03-14"),  # already past this year -> next year
+    ("March 14th", "2026-03-14", "2026-03-14"),
+])
+def test_resolve_date(phrase, today, expected):
+    assert resolve_date(phrase, dt.date.fromisoformat(today)) == expected
+
+
+def test_resolve_date_rejects_unknown_phrases():
+    with pytest.raises(ValueError):
+        resolve_date("sometime soon", dt.date(2026, 3, 2))
+
+
+def test_generated_date_phrases_resolve_forward():
+    rng = random.Random(0)
+    for _ in range(300):
+        today = dt.date.fromisoformat(rng.choice(TODAYS["train"]))
+        for form in ("prep", "to", "due"):
+            phrase, iso = agentic._date_phrase(rng, today, "any", form)
+            assert iso >= today.isoformat()
+            if form == "to":
+                assert not phrase.startswith("in ")
+
+
+def test_relative_dates_in_examples_match_the_resolver(examples):
+    for ex in examples:
+        if ex.scenario != "Create with a relative due date":
+            continue
+        today = dt.date.fromisoformat(ex.today)
+        for phrase in ("tomorrow", "the end of the week", "the end of the month"):
+            if re.search(rf"\b{phrase}\b", ex.user) and "day after" not in ex.user:
+                assert ex.meta["args"]["due_date"] == resolve_date(phrase, today), ex.user
+
+
+def test_task_ids_are_numeric_ids_and_seeded_titles(examples):
+    ids, titles = 0, 0
+    for ex in calls(examples):
+        task_id = ex.meta["args"].get("task_id")
+        if task_id is None:
+            continue
+        seeded = [t["title"].casefold() for t in ex.setup_tasks]
+        if task_id.isdigit():
+            ids += 1
+            assert 1 <= int(task_id) <= len(ex.setup_tasks)
+        else:
+            titles += 1
+            assert task_id.casefold() in seeded
+            assert task_id[0].isupper()  # titles in arguments are capitalised (module docstring)
+    assert ids >= 20 and titles >= 20
+
+
+def test_titles_follow_the_users_words(examples):
+    for ex in calls(examples):
+        title = ex.meta["args"].get("title")
+        if title:
+            assert title[0].isupper() and title[1:] in ex.user
+
+
+def test_no_call_share_and_replies(specs, examples, built):
+    no_call = [ex for ex in examples if ex.meta["tool"] is None]
+    assert len(no_call) / len(examples) >= specs.agentic.scenario_matrix.min_no_call_fraction
+    assert built[1]["no_call_fraction"] >= 0.2
+    for ex in no_call:
+        assert [m["role"] for m in ex.messages] == ["system", "user", "assistant"]
+        reply = ex.target["content"]
+        assert "tool_calls" not in ex.target and reply
+        assert "you should" not in reply.lower() and reply.rstrip().endswith("?")
+    assert {ex.scenario for ex in no_call} == set(specs.agentic.scenario_matrix.categories["no_call"].scenarios)
+
+
+def test_no_call_replies_come_from_the_callback(specs):
+    seen = []
+
+    def reply(scenario, user, rng):
+        seen.append((scenario, user))
+        return f"Glad you asked ({scenario}). Want to look at your list?"
+
+    examples, _ = build_agentic_dataset(specs.agentic, specs.tools, scale=0.2, no_call_replies=reply)
+    no_call = [ex for ex in examples if ex.meta["tool"] is None]
+    assert len(seen) == len(no_call)
+    assert all(ex.target["content"].startswith("Glad you asked") for ex in no_call)
+    assert {ex.meta["reply_source"] for ex in no_call} == {"custom"}
+
+
+def test_no_call_share_is_topped_up_or_refused(specs):
+    def shrink(matrix):
+        matrix["categories"]["no_call"]["target_count"] = 5
+
+    _, stats = build_agentic_dataset(spec_with(specs.agentic, shrink), specs.tools, scale=0.3)
+    assert stats["no_call_fraction"] >= 0.2
+
+    def drop(matrix):
+        del matrix["categories"]["no_call"]
+
+    with pytest.raises(FteforgeError, match="tools: \\[\\]"):
+        build_agentic_dataset(spec_with(specs.agentic, drop), specs.tools)
+
+
+def test_uncovered_arguments_are_named(specs):
+    def no_recurrence(matrix):
+        matrix["categories"]["update"]["scenarios"].remove("Change recurrence")
+
+    with pytest.raises(FteforgeError, match=r"no example uses update_task\.recurrence"):
+        build_agentic_dataset(spec_with(specs.agentic, no_recurrence), specs.tools)
+
+
+def test_unknown_scenario_is_refused(specs):
+    def unknown(matrix):
+        matrix["categories"]["create"]["scenarios"].append("Create by interpretive dance")
+
+    with pytest.raises(FteforgeError, match="interpretive dance"):
+        build_agentic_dataset(spec_with(specs.agentic, unknown), specs.tools)
+
+
+def test_deterministic_for_a_seed(specs, examples):
+    again, _ = build_agentic_dataset(specs.agentic, specs.tools, seed=0)
+    other, _ = build_agentic_dataset(specs.agentic, specs.tools, seed=1)
+    assert [e.model_dump() for e in again] == [e.model_dump() for e in examples]
+    assert [e.user for e in other] != [e.user for e in examples]
+
+
+def test_phrasings_are_varied(examples, built):
+    for name, scn in SCENARIOS.items():
+        assert len(scn.train) >= 6, name
+        assert len(scn.eval) >= 3, name
+    by_scenario: dict[str, set[str]] = {}
+    for ex in examples:
+        by_scenario.setdefault(ex.scenario, set()).add(ex.meta["template"])
+    counts = built[1]["per_scenario"]
+    for scenario, templates in by_scenario.items():
+        assert len(templates) >= min(6, counts[scenario]), scenario
+    stats = built[1]
+    assert stats["distinct_user_texts"] >= 0.9 * stats["n_examples"]
+    assert 0 < stats["distinct_ngram_ratio"]["1"] < stats["distinct_ngram_ratio"]["3"] <= 1
+
+
+def test_training_uses_train_entities_only(examples):
+    for ex in examples:
+        text = ex.user.casefold()
+        assert not [t for t in TITLES["eval"] if t.casefold() in text], ex.user
+        assert all(t["title"] in TITLES["train"] for t in ex.setup_tasks)
+
+
+# -- held-out eval cases ---------------------------------------------------------------------------
+
+def test_eval_cases_cover_every_tool_and_no_call(specs, with_ref):
+    cases = [c for c, _ in with_ref]
+    assert len(cases) >= 60
+    assert sum(c.expected_tool is None for c in cases) >= 0.2 * len(cases)
+    assert {c.expected_tool for c in cases} - {None} == set(specs.tools.names)
+    assert [c.id for c in cases] == [f"agentic-eval-{i:03d}" for i in range(len(cases))]
+    for c in cases:
+        assert c.kind == "agentic" and c.category in specs.agentic.scenario_matrix.categories
+        assert c.today in TODAYS["eval"]
+        assert all(t["title"] in TITLES["eval"] for t in c.setup_tasks)
+    every_scenario = {s for cat in specs.agentic.scenario_matrix.categories.values() for s in cat.scenarios}
+    assert {c.notes for c in cases} == every_scenario  # notes holds the scenario name
+    assert build_agentic_eval_cases(specs.agentic, specs.tools) == cases
+
+
+def test_eval_is_held_out(examples, with_ref):
+    cases = [c for c, _ in with_ref]
+    train_texts = {ex.user.casefold() for ex in examples}
+    assert not [c.input for c in cases if c.input.casefold() in train_texts]
+    assert find_leaks([(c.id, c.input) for c in cases], [(ex.id, ex.user) for ex in examples]) == []
+    for c in cases:
+        text = c.input.casefold()
+        assert not [t for t in TITLES["train"] if t.casefold() in text], c.input
+    for ex in examples:
+        text = ex.user.casefold()
+        assert not [t for t in TITLES["eval"] if t.casefold() in text], ex.user
+
+
+def test_eval_templates_share_nothing_with_training():
+    train = {t if isinstance(t, str) else t[0] for tr, _ in TEMPLATES.values() for t in tr}
+    held = {t if isinstance(t, str) else t[0] for _, ev in TEMPLATES.values() for t in ev}
+    assert not train & held
+
+
+def test_expected_args_match_the_intended_call(specs, with_ref):
+    for case, args in with_ref:
+        if case.expected_tool is None:
+            assert args is None and case.expected_args == {}
+            continue
+        result = replay(specs.tools, case.today, case.setup_tasks, case.expected_tool, args)
+        assert result["ok"], (case.id, result)
+        for arg, pattern in case.expected_args.items():
+            assert re.search(pattern, as_string(args[arg])), (case.id, arg, pattern, args[arg])
+        # Every intended argument is checked, bar the default status.
+        assert set(args) - set(case.expected_args) <= {"status"}
+
+
+def test_expected_args_accept_equivalent_answers_and_reject_wrong_ones(with_ref):
+    for case, args in with_ref:
+        exp = case.expected_args
+        if "task_id" in exp:
+            task = next(t for i, t in enumerate(case.setup_tasks, 1) if str(i) == args["task_id"]
+                        or t["title"].casefold() == args["task_id"].casefold())
+            task_no = case.setup_tasks.index(task) + 1
+            assert re.search(exp["task_id"], str(task_no))
+            assert re.search(exp["task_id"], task["title"].lower())
+            assert not re.search(exp["task_id"], str(task_no + 10))
+        if "title" in exp:
+            assert re.search(exp["title"], args["title"].lower())
+            assert not re.search(exp["title"], args["title"] + " tomorrow")
+        if "tags" in exp:
+            assert re.search(exp["tags"], json.dumps(list(reversed(args["tags"]))))
+            assert not re.search(exp["tags"], json.dumps([*args["tags"], "extra"]))
+        if "due_date" in exp:
+            wrong = dt.date.fromisoformat(args["due_date"]) + dt.timedelta(days=1)
+            assert not re.search(exp["due_date"], wrong.isoformat())
+
+
+def test_eval_n_is_respected_and_validated(specs):
+    cases = build_agentic_eval_cases(specs.agentic, specs.tools, n=100, seed=7)
+    assert len(cases) == 100 and sum(c.expected_tool is None for c in cases) >= 20
+    with pytest.raises(FteforgeError, match="cannot hold"):
+        build_agentic_eval_cases(specs.agentic, specs.tools, n=5)

@@ -1,0 +1,140 @@
+"""LoRA training on a tiny random Llama: loss falls, the adapter loads and matters, gates, determinism, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from peft import PeftModel
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from fteforge.agent import conversation
+from fteforge.data.records import Example, write_jsonl
+from fteforge.gates import GateFailure
+from fteforge.params import LoraParams, TrainKnobs
+from fteforge.specs import Gate, load_spec_set
+from fteforge.training.data import IGNORE, tokenize_examples
+from fteforge.training.trainer import last_complete_checkpoint, train_adapter
+
+REPO = Path(__file__).resolve().parents[1]
+SPECS = load_spec_set(REPO / "specs")
+LOOSE_GATES = [Gate(metric="adapter.size_mb", op="<=", bound=50, measured_by="file size")]
+
+
+def examples(n: int = 16) -> list[Example]:
+    out = []
+    for i in range(n):
+        msgs = conversation(SPECS.agentic, f"Please add a task called errand {i}",
+                            call=("create_task", {"title": f"errand {i}"}))
+        out.append(Example(id=f"t{i}", adapter="tiny", category="create", scenario="s", today="2026-11-23",
+                           messages=msgs, train_turn=2))
+    return out
+
+
+def knobs(**over) -> TrainKnobs:
+    base = dict(lora=LoraParams(r=4, alpha=8, dropout=0.0, target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]),
+                epochs=4, learning_rate=5e-2, scheduler="cosine", warmup_ratio=0.0, batch_size=4, grad_accum=1,
+                max_length=512, group_by_length=True, weight_decay=0.0, save_steps=2, final_loss_window=0.25)
+    base.update(over)
+    return TrainKnobs(**base)
+
+
+def train(tiny_llama_dir: Path, tmp: Path, name: str = "tiny", **kw) -> dict:
+    args = dict(backend="trl", seed=0, threads=1, out_dir=tmp / name, work_dir=tmp / "work", gates=LOOSE_GATES)
+    args.update(kw)
+    return train_adapter(name, tiny_llama_dir, examples(), SPECS.tools, args.pop("knobs", knobs()), **args)
+
+
+def test_labels_cover_only_the_trained_turn(tiny_llama_dir: Path) -> None:
+    tok = AutoTokenizer.from_pretrained(tiny_llama_dir)
+    row = tokenize_examples(examples(1), tok, SPECS.tools, 512)[0]
+    learned = [t for t, lab in zip(row["input_ids"], row["labels"], strict=True) if lab != IGNORE]
+    assert tok.decode(learned) == '<tool_call>{"name": "create_task", "arguments": {"title": "errand 0"}}</tool_call><|im_end|>'
+    assert row["labels"][0] == IGNORE and row["length"] == len(row["input_ids"])
+
+
+def test_training_lowers_loss_and_adapter_changes_outputs(tiny_llama_dir: Path, tmp_path: Path) -> None:
+    live = tmp_path / "live"
+    m = train(tiny_llama_dir, tmp_path, live_dir=live)
+    assert m["train.final_loss"] < m["train.first_loss"] * 0.8
+    assert m["train.steps"] == 16 and m["train.resumed_from_step"] == 0
+    assert m["train.tokens_per_s"] > 0 and m["adapter.size_mb"] < 1
+    out = tmp_path / "tiny"
+    assert {"adapter_model.safetensors", "adapter_config.json", "tokenizer.json", "chat_template.jinja",
+            "training_config.json"} <= {p.name for p in out.iterdir()}
+    assert not (tmp_path / "work").exists() or not any((tmp_path / "work").iterdir())  # checkpoints cleaned
+    loss_log = live / "plots" / "metrics" / "train" / "loss.tsv"
+    assert len(loss_log.read_text().strip().splitlines()) == 1 + 16
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
+    ids = torch.tensor([[1, 2, 3, 4, 5]])
+    with torch.no_grad():
+        before = base(ids).logits.clone()
+        tuned = PeftModel.from_pretrained(base, out)
+        after = tuned(ids).logits
+    assert not torch.allclose(before, after)
+
+
+def test_same_seed_same_adapter_bitwise(tiny_llama_dir: Path, tmp_path: Path) -> None:
+    train(tiny_llama_dir, tmp_path, "a", knobs=knobs(epochs=1))
+    train(tiny_llama_dir, tmp_path, "b", knobs=knobs(epochs=1))
+    a = (tmp_path / "a" / "adapter_model.safetensors").read_bytes()
+    b = (tmp_path / "b" / "adapter_model.safetensors").read_bytes()
+    assert a == b
+
+
+def test_failed_gate_fails_with_value_and_bound_and_publishes_nothing(tiny_llama_dir: Path, tmp_path: Path) -> None:
+    gate = Gate(metric="train.final_loss", op="<", bound=0.0001, measured_by="mean of the last steps")
+    with pytest.raises(GateFailure) as exc:
+        train(tiny_llama_dir, tmp_path, knobs=knobs(epochs=1), gates=[gate])
+    msg = str(exc.value)
+    assert "adapter tiny failed 1 gate" in msg and "FAIL  train.final_loss = " in msg and "(needs < 0.0001)" in msg
+    assert not (tmp_path / "tiny").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tiny")]
+
+
+KILL_SCRIPT = """
+import sys
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from test_training import train
+train(Path({tiny!r}), Path({tmp!r}), knobs=__import__("test_training").knobs(epochs=8, save_steps=2))
+"""
+
+
+def test_resume_after_kill_9(tiny_llama_dir: Path, tmp_path: Path) -> None:
+    script = KILL_SCRIPT.format(tests=str(Path(__file__).parent), tiny=str(tiny_llama_dir), tmp=str(tmp_path))
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    work = tmp_path / "work"
+    deadline = time.time() + 240
+    ckpt = None
+    while time.time() < deadline and proc.poll() is None:
+        runs = list(work.glob("tiny-*")) if work.exists() else []
+        ckpt = last_complete_checkpoint(runs[0]) if runs else None
+        if ckpt is not None and int(ckpt.name.split("-")[1]) >= 4:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, f"training ended before it could be killed: {proc.stderr.read().decode()[-2000:]}"
+    assert ckpt is not None
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "tiny").exists()  # a killed run never looks finished
+
+    m = train(tiny_llama_dir, tmp_path, knobs=knobs(epochs=8, save_steps=2))
+    assert m["train.resumed_from_step"] >= 4
+    assert m["train.steps"] == 32
+    assert json.loads((tmp_path / "tiny" / "training_config.json").read_text())["seed"] == 0
+
+
+def test_metrics_serialise(tiny_llama_dir: Path, tmp_path: Path) -> None:
+    m = train(tiny_llama_dir, tmp_path, knobs=knobs(epochs=1))
+    write_jsonl(tmp_path / "m.jsonl", [m])
