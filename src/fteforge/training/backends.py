@@ -104,9 +104,7 @@ def train_trl(base_dir: Path, tokenizer, rows: list[dict[str, Any]], knobs: Trai
     """TRL SFTTrainer + PEFT LoRA in fp32 (the CPU path; also runs on CUDA)."""
     import torch
     from peft import get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    from transformers import set_seed
+    from transformers import AutoModelForCausalLM, set_seed
 
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32, attn_implementation="sdpa",
                                                  use_safetensors=True)
