@@ -36,6 +36,8 @@ def smollm2_tokenizer_dir(tmp_path_factory) -> Path:
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     tok.chat_template = chat_template()
     tok.eos_token = "<|im_end|>"
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
     out = tmp_path_factory.mktemp("smollm2_tokenizer")
     tok.save_pretrained(out)
     return out

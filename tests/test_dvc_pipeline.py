@@ -17,14 +17,28 @@ def _stages() -> dict:
     return yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
 
 
+def _declared(kind: str) -> set[str]:
+    out = set()
+    for s in _stages().values():
+        s = s.get("do", s)
+        out |= {o if isinstance(o, str) else next(iter(o)) for o in s.get(kind, [])}
+    return out
+
+
 def test_dvc_outs_match_paths_module() -> None:
-    declared = {str(o) if isinstance(o, str) else next(iter(o)) for s in _stages().values() for o in s.get("outs", [])}
-    assert str(paths.BASE_DIR) in declared
+    outs, metrics = _declared("outs"), _declared("metrics")
+    assert {str(paths.BASE_DIR), str(paths.PERSONA_DATA_DIR), str(paths.AGENTIC_DATA_DIR), str(paths.EVAL_DIR)} <= outs
+    assert "data/adapters/${key}" in outs and str(paths.adapter_dir("${key}")) == "data/adapters/${key}"
+    assert {str(paths.PERSONA_STATS), str(paths.AGENTIC_STATS), str(paths.EVAL_SUITE_STATS)} <= metrics
+    assert str(paths.train_metrics("${key}")) in metrics
+    assert all(str(p).startswith(str(paths.EVAL_DIR)) for p in paths.EVAL_SUITES.values())
+    assert paths.PERSONA_TRAIN.parent == paths.PERSONA_DATA_DIR and paths.AGENTIC_TRAIN.parent == paths.AGENTIC_DATA_DIR
 
 
 def test_each_stage_script_is_a_dep_of_its_own_stage() -> None:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     for name, stage in _stages().items():
+        stage = stage.get("do", stage)
         script = f"stages/{name}.py"
         assert (REPO / script).is_file(), f"stage {name} has no script {script}"
         assert stage["cmd"].startswith(f"python {script}")
@@ -34,29 +48,78 @@ def test_each_stage_script_is_a_dep_of_its_own_stage() -> None:
             assert key.split(".")[0] in params, f"stage {name} names missing params key {key}"
 
 
+def test_train_entries_match_the_specs() -> None:
+    from fteforge.params import TrainParams, load_params
+    from fteforge.specs import load_spec_set
+
+    specs = load_spec_set(REPO / "specs")
+    train = load_params("train", TrainParams, REPO / "params.yaml")
+    assert sorted(train.adapters) == sorted(specs.adapters)
+    for name, entry in train.adapters.items():
+        assert specs.files[specs.adapter_spec(name).kind].name == Path(entry.spec).name
+
+
 def test_dvc_analytics_off_in_repo_config() -> None:
     assert "analytics = false" in (REPO / ".dvc" / "config").read_text()
 
 
+def _tiny_overrides(repo: Path) -> None:
+    """Keep the real SmolLM2 base but train for two steps, with training gates a 2-step run can meet."""
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["train"]["defaults"].update(max_steps=2, batch_size=2, save_steps=1)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    for spec in ("taskmaster_persona.yaml", "task_api_agentic.yaml"):
+        path = repo / "specs" / spec
+        data = yaml.safe_load(path.read_text())
+        for gate in data["success_criteria"]:
+            if gate["metric"] == "train.final_loss":
+                gate["bound"] = 100.0
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def _ran(out: str) -> set[str]:
+    return {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage '")}
+
+
+def _would_run(repo: Path) -> set[str]:
+    return _ran(run_dvc(repo, "repro", "--dry").stdout)
+
+
 def test_dvc_repro_end_to_end(scratch_repo: Path, smollm2_base: Path) -> None:
-    """A clone runs `dvc repro` with the real SmolLM2 GGUF, then a no-op, then a base-param change."""
+    """A clone runs the whole pipeline with the real SmolLM2 GGUF, then a no-op, then targeted reruns."""
+    _tiny_overrides(scratch_repo)
     first = run_dvc(scratch_repo, "repro")
-    assert "Running stage 'prepare_base'" in first.stdout
+    stages = set(_stages()) - {"train_adapter"} | {f"train_adapter@{a}" for a in ("task_api_persona", "task_api_agentic")}
+    assert _ran(first.stdout) == stages
     built = json.loads((scratch_repo / paths.BASE_FINGERPRINT).read_text())
     # the same source built twice gives identical weights: later stages key on this hash
     assert built == json.loads((smollm2_base / "fingerprint.json").read_text())
+    for adapter in ("task_api_persona", "task_api_agentic"):
+        assert (scratch_repo / paths.adapter_dir(adapter) / "adapter_model.safetensors").is_file()
+        metrics = json.loads((scratch_repo / paths.train_metrics(adapter)).read_text())
+        assert metrics["train.steps"] == 2 and all(g["passed"] for g in metrics["gates"])
 
     again = run_dvc(scratch_repo, "repro")
-    assert "Running stage" not in again.stdout
+    assert _ran(again.stdout) == set()
+    assert "up to date" in run_dvc(scratch_repo, "status").stdout.lower()
 
-    status = run_dvc(scratch_repo, "status")
-    assert "up to date" in status.stdout.lower()
+    # one scenario's target: the persona data and what depends on it, never the agentic side
+    spec = scratch_repo / "specs" / "taskmaster_persona.yaml"
+    spec.write_text(spec.read_text().replace("target_count: 25", "target_count: 26", 1))
+    assert _would_run(scratch_repo) == {"build_persona_dataset", "build_eval_suites", "train_adapter@task_api_persona"}
+    spec.write_text(spec.read_text().replace("target_count: 26", "target_count: 25", 1))
 
+    # one adapter's training knob: that adapter only
     params = scratch_repo / "params.yaml"
-    params.write_text(params.read_text().replace("dtype: float32", "dtype: bfloat16"))
-    changed = run_dvc(scratch_repo, "repro")
-    assert "Running stage 'prepare_base'" in changed.stdout
-    assert json.loads((scratch_repo / paths.BASE_FINGERPRINT).read_text())["dtype"] == "bfloat16"
+    text = params.read_text()
+    params.write_text(text.replace("dataset: agentic\n      spec: specs/task_api_agentic.yaml\n      overrides: {}",
+                                   "dataset: agentic\n      spec: specs/task_api_agentic.yaml\n      overrides: {epochs: 2}"))
+    assert _would_run(scratch_repo) == {"train_adapter@task_api_agentic"}
+    params.write_text(text)
+
+    # a base parameter: prepare_base and everything downstream of the weights
+    params.write_text(text.replace("dtype: float32", "dtype: bfloat16"))
+    assert _would_run(scratch_repo) == {"prepare_base", "train_adapter@task_api_persona", "train_adapter@task_api_agentic"}
 
 
 def test_bad_params_fail_the_stage_without_output(scratch_repo: Path) -> None:

@@ -138,3 +138,48 @@ def test_resume_after_kill_9(tiny_llama_dir: Path, tmp_path: Path) -> None:
 def test_metrics_serialise(tiny_llama_dir: Path, tmp_path: Path) -> None:
     m = train(tiny_llama_dir, tmp_path, knobs=knobs(epochs=1))
     write_jsonl(tmp_path / "m.jsonl", [m])
+
+
+def test_shared_prefix_loss_and_gradients_equal_full_sequences(tiny_llama_dir: Path) -> None:
+    from peft import get_peft_model
+    from transformers import set_seed
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    from fteforge.training.backends import _lora_config
+    from fteforge.training.prefix import SharedPrefixSFTTrainer, common_prefix_length, split_prefix
+
+    tok = AutoTokenizer.from_pretrained(tiny_llama_dir)
+    exs = examples(4)
+    exs[1] = exs[1].model_copy(update={"messages": conversation(
+        SPECS.agentic, "Show me everything I have due this week, please",
+        call=("list_tasks", {"due_before": "2026-11-29"}))})
+    rows = tokenize_examples(exs, tok, SPECS.tools, 512)
+    k = common_prefix_length(rows)
+    assert k > 100  # the system turn up to the date is shared
+    collate = DataCollatorForLanguageModeling(pad_token_id=tok.pad_token_id)
+
+    def grads(shared: bool):
+        set_seed(0)
+        model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_llama_dir), _lora_config(knobs()))
+        for n, p in model.named_parameters():  # non-zero B so gradients reach A too
+            if "lora_B" in n:
+                torch.nn.init.normal_(p, std=0.02)
+        if shared:
+            batch = collate([{k2: r[k2] for k2 in ("input_ids", "labels")} for r in split_prefix(rows, k)])
+            trainer = object.__new__(SharedPrefixSFTTrainer)
+            trainer.prefix_ids = torch.tensor([rows[0]["input_ids"][:k]])
+            loss = trainer.compute_loss(model, batch)
+        else:
+            batch = collate([{k2: r[k2] for k2 in ("input_ids", "labels")} for r in rows])
+            out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+            logits, target = out.logits[:, :-1], batch["labels"][:, 1:]
+            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1),
+                                                     ignore_index=IGNORE, reduction="sum") / (target != IGNORE).sum()
+        loss.backward()
+        return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    loss_full, g_full = grads(False)
+    loss_shared, g_shared = grads(True)
+    assert abs(loss_full - loss_shared) < 1e-4
+    for n in g_full:
+        assert torch.allclose(g_full[n], g_shared[n], atol=1e-5, rtol=1e-3), n

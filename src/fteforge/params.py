@@ -69,13 +69,18 @@ class TrainKnobs(SpecModel):
     grad_accum: int = Field(gt=0)
     max_length: int = Field(gt=0, description="longest example in tokens; longer ones are an error, never cut")
     group_by_length: bool = Field(description="batch examples of similar length together (less padding)")
+    share_prefix: bool = Field(
+        default=True, description="run the common system-prompt prefix once per batch (same loss, less compute)"
+    )
     weight_decay: float = Field(ge=0)
     save_steps: int = Field(gt=0, description="checkpoint every N optimizer steps (resume after a crash)")
+    max_steps: int | None = Field(default=None, gt=0, description="stop after this many steps (null = run all epochs)")
     final_loss_window: float = Field(gt=0, le=1, description="final loss = mean over this last share of steps")
 
 
 class AdapterTrainEntry(SpecModel):
     dataset: Literal["persona", "agentic"] = Field(description="which built dataset the adapter learns")
+    spec: str = Field(description="spec file (under specs/) that defines the adapter and its training gates")
     overrides: dict = Field(default_factory=dict, description="TrainKnobs fields to change for this adapter")
 
 
@@ -107,3 +112,31 @@ def _deep_merge(base: dict, over: dict) -> dict:
     for k, v in over.items():
         out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
+
+
+class PersonaDataParams(SpecModel):
+    """`persona_data:` - build_persona_dataset."""
+
+    seed: int
+    generator: str = Field(description="registered generator: template (offline) or openai_compatible (teacher)")
+    generator_params: dict = Field(default_factory=dict, description="the generator's own params")
+    oversample: float = Field(ge=1, description="candidates generated per needed example, before filtering")
+    min_total: int = Field(gt=0, description="the dataset is topped up to at least this many examples")
+    review_sample: int = Field(ge=0, description="random examples rendered for manual review")
+
+
+class AgenticDataParams(SpecModel):
+    """`agentic_data:` - build_agentic_dataset."""
+
+    seed: int
+    scale: float = Field(gt=0, description="multiplies every category's target count")
+
+
+class EvalSuiteParams(SpecModel):
+    """`eval_suites:` - build_eval_suites (held-out cases and the leakage check)."""
+
+    seed: int
+    persona_cases: int = Field(ge=50)
+    agentic_cases: int = Field(ge=60)
+    combined_cases: int = Field(ge=20)
+    near_duplicate_threshold: float = Field(gt=0, le=1, description="char 4-gram Jaccard at which a pair counts as leaked")

@@ -30,3 +30,19 @@ AGENTIC_STATS = DATA / "metrics" / "agentic_data.json"
 EVAL_DIR = DATA / "eval"
 EVAL_SUITES = {kind: EVAL_DIR / f"{kind}.jsonl" for kind in ("persona", "agentic", "combined")}
 EVAL_SUITE_STATS = DATA / "metrics" / "eval_suites.json"
+
+DATASET_FILES = {"persona": PERSONA_TRAIN, "agentic": AGENTIC_TRAIN}
+ADAPTERS_DIR = DATA / "adapters"
+CHECKPOINTS = Path(".cache") / "checkpoints"
+
+
+def adapter_dir(adapter: str) -> Path:
+    return ADAPTERS_DIR / adapter
+
+
+def train_metrics(adapter: str) -> Path:
+    return DATA / "metrics" / f"train_{adapter}.json"
+
+
+def train_logs(adapter: str) -> Path:
+    return DATA / "train_logs" / adapter

@@ -53,9 +53,18 @@ class ToolError(Exception):
         self.code, self.message, self.extra = code, message, extra
 
 
+def compact(value: Any) -> Any:
+    """Drop null fields and empty lists: they carry no information and cost the model tokens."""
+    if isinstance(value, dict):
+        return {k: compact(v) for k, v in value.items() if v is not None and v != []}
+    if isinstance(value, list):
+        return [compact(v) for v in value]
+    return value
+
+
 def dump_result(result: Result) -> str:
-    """The text of a result as the model sees it: sorted keys so equal states give equal text."""
-    return json.dumps(result, sort_keys=True, ensure_ascii=False)
+    """The text of a result as the model sees it: compact, sorted keys so equal states give equal text."""
+    return json.dumps(compact(result), sort_keys=True, ensure_ascii=False)
 
 
 class TaskAPI:

@@ -38,6 +38,7 @@ def _sft_config(knobs: TrainKnobs, seed: int, ckpt_dir: Path, use_cpu: bool, bf1
     return SFTConfig(
         output_dir=str(ckpt_dir),
         num_train_epochs=knobs.epochs,
+        max_steps=knobs.max_steps or -1,
         per_device_train_batch_size=knobs.batch_size,
         gradient_accumulation_steps=knobs.grad_accum,
         learning_rate=knobs.learning_rate,
@@ -66,17 +67,31 @@ def _sft_config(knobs: TrainKnobs, seed: int, ckpt_dir: Path, use_cpu: bool, bf1
     )
 
 
-def _run_trainer(model, tokenizer, rows, knobs, seed, ckpt_dir, resume_from, callbacks, use_cpu, bf16=False):
+def _run_trainer(model, tokenizer, rows, knobs, seed, ckpt_dir, resume_from, callbacks, use_cpu, bf16=False,
+                 share_prefix=None):
     from datasets import Dataset
     from trl import SFTTrainer
 
-    trainer = SFTTrainer(
+    from fteforge.training.prefix import (
+        SharedPrefixSFTTrainer,
+        common_prefix_length,
+        split_prefix,
+        supports_shared_prefix,
+    )
+
+    share = (knobs.share_prefix if share_prefix is None else share_prefix) and supports_shared_prefix(model)
+    k = common_prefix_length(rows) if share else 0
+    kwargs = dict(
         model=model,
         args=_sft_config(knobs, seed, ckpt_dir, use_cpu, bf16),
-        train_dataset=Dataset.from_list(rows),
         processing_class=tokenizer,
         callbacks=callbacks,
     )
+    if k > 1:
+        trainer = SharedPrefixSFTTrainer(train_dataset=Dataset.from_list(split_prefix(rows, k)),
+                                         prefix_ids=rows[0]["input_ids"][:k], **kwargs)
+    else:
+        trainer = SFTTrainer(train_dataset=Dataset.from_list(rows), **kwargs)
     from transformers import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)  # our progress callback reports instead of raw dicts
@@ -136,5 +151,6 @@ def train_unsloth(base_dir: Path, tokenizer, rows: list[dict[str, Any]], knobs: 
         use_gradient_checkpointing=False, random_state=seed,
     )
     bf16 = torch.cuda.is_bf16_supported()
+    # unsloth's patched attention is not checked with a broadcast prefix cache: keep full sequences there
     return _run_trainer(model, tokenizer, rows, knobs, seed, ckpt_dir, resume_from, callbacks, use_cpu=False,
-                        bf16=bf16)
+                        bf16=bf16, share_prefix=False)

@@ -30,7 +30,7 @@ from fteforge.errors import FteforgeError
 from fteforge.registry import Registry
 
 GENERATORS = Registry("persona generator")
-PARAMS_KEY = "data.persona.generator_params"
+PARAMS_KEY = "persona_data.generator_params"
 
 
 def parse_params(model: type[BaseModel], params: dict[str, Any] | None, generator: str) -> BaseModel:

@@ -1,0 +1,47 @@
+"""Stage build_persona_dataset: TaskMaster conversations from the persona spec's scenario matrix.
+
+Inputs:  specs/taskmaster_persona.yaml, specs/task_api_agentic.yaml (system prompt), specs/task_api_tools.yaml,
+         params.yaml `persona_data:`
+Outputs: data/persona/{train.jsonl, rejected.jsonl, DATASET_CARD.md, review_sample.md},
+         data/metrics/persona_data.json
+Run:     dvc repro build_persona_dataset
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from fteforge import paths
+from fteforge.cli import run_stage
+from fteforge.console import console, quiet_libraries, stage
+from fteforge.data.persona import build_persona_dataset, render_card, render_review_sample
+from fteforge.data.records import write_jsonl, write_text
+from fteforge.params import PersonaDataParams, load_params
+from fteforge.specs import load_spec_set
+
+
+def main() -> None:
+    quiet_libraries()
+    params = load_params("persona_data", PersonaDataParams)
+    specs = load_spec_set(paths.SPECS)
+    with stage("build_persona_dataset") as step:
+        step(f"generating with {params.generator}")
+        examples, rejected, card = build_persona_dataset(
+            specs.persona, specs.agentic, specs.tools, generator=params.generator,
+            generator_params=params.generator_params, seed=params.seed, oversample=params.oversample,
+            min_total=params.min_total,
+        )
+        write_jsonl(paths.PERSONA_REJECTED, rejected)
+        write_text(paths.PERSONA_CARD, render_card(card))
+        write_text(paths.PERSONA_REVIEW, render_review_sample(examples, k=params.review_sample, seed=params.seed))
+        summary = {k: card[k] for k in ("total", "target_total", "kept", "rejected", "filter_pass_rate",
+                                         "mean_score", "diversity", "unique_replies", "unique_users")}
+        write_text(paths.PERSONA_STATS, json.dumps(summary, indent=2, sort_keys=True) + "\n")
+        # the training file goes last: its presence means the whole dataset was written
+        write_jsonl(paths.PERSONA_TRAIN, [e.model_dump() for e in examples])
+    console.print(f"persona: {len(examples)} examples kept, {len(rejected)} rejected -> {paths.PERSONA_TRAIN}")
+
+
+if __name__ == "__main__":
+    sys.exit(run_stage(main))
