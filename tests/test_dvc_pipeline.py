@@ -112,8 +112,9 @@ def test_dvc_repro_end_to_end(scratch_repo: Path, smollm2_base: Path) -> None:
     # one adapter's training knob: that adapter only
     params = scratch_repo / "params.yaml"
     text = params.read_text()
-    params.write_text(text.replace("dataset: agentic\n      spec: specs/task_api_agentic.yaml\n      overrides: {}",
-                                   "dataset: agentic\n      spec: specs/task_api_agentic.yaml\n      overrides: {epochs: 2}"))
+    data = yaml.safe_load(text)
+    data["train"]["adapters"]["task_api_agentic"]["overrides"]["epochs"] = 2
+    params.write_text(yaml.safe_dump(data, sort_keys=False))
     assert _would_run(scratch_repo) == {"train_adapter@task_api_agentic"}
     params.write_text(text)
 
