@@ -118,9 +118,11 @@ def test_dvc_repro_end_to_end(scratch_repo: Path, smollm2_base: Path) -> None:
     assert _would_run(scratch_repo) == {"train_adapter@task_api_agentic"}
     params.write_text(text)
 
-    # a base parameter: prepare_base and everything downstream of the weights
+    # a base parameter: prepare_base. `--dry` cannot list the training stages yet: they depend on the
+    # content of data/base, which DVC compares only once prepare_base has rebuilt it.
     params.write_text(text.replace("dtype: float32", "dtype: bfloat16"))
-    assert _would_run(scratch_repo) == {"prepare_base", "train_adapter@task_api_persona", "train_adapter@task_api_agentic"}
+    assert _would_run(scratch_repo) == {"prepare_base"}
+    params.write_text(text)
 
 
 def test_bad_params_fail_the_stage_without_output(scratch_repo: Path) -> None:

@@ -387,7 +387,7 @@ def test_mergekit_dare_is_reproducible(tiny_llama_dir, adapters, tmp_path):
     cache = tmp_path / "cache"
     files = {}
     for name, seed in (("a", 0), ("b", 0), ("c", 1)):
-        out = tmp_path / name / "merged"  # same folder name: mergekit's README quotes it
+        out = tmp_path / name / "merged"  # same folder name: the model card quotes it
         mk.run(cfg, out, cache, seed=seed)
         files[name] = {f.name: f.read_bytes() for f in sorted(out.iterdir())}
     assert files["a"] == files["b"]  # every file, README and provenance included: DVC sees no change

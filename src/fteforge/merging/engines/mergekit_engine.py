@@ -25,6 +25,10 @@ subprocess still sets PYTHONHASHSEED=0 as cheap insurance. The subprocess also g
 `LoaderCache`, whose loader table is a class attribute that would otherwise keep serving a stale model
 inside a long-lived process, and returns its ~2-3 GB peak memory when it exits.
 
+Model card: mergekit lists the merged models by iterating a set of ModelReference, whose hash includes
+hash(None) - an address on Python 3.11 - so the list order changed from process to process (seen in
+CI: same weights, different README bytes). We write the card ourselves, models sorted.
+
 LoRA merge cache: mergekit names a cached `base+adapter` model by path (basename + CRC32 of the path
 string) and never checks content, so an adapter retrained in place would reuse a stale merge. The
 cache dir handed to mergekit is therefore `cache_dir/<sha256 of the base weights, each adapter's
@@ -177,7 +181,7 @@ def _child_main(config_path: str, out_path: str, lora_cache: str, seed: str, thr
     options = MergeOptions(
         lora_merge_cache=lora_cache, lora_merge_dtype="float32", random_seed=int(seed), lazy_unpickle=False,
         copy_tokenizer=True, device="cpu", quiet=True, num_threads=int(threads) or None,
-        safe_serialization=True, write_model_card=True, trust_remote_code=False,
+        safe_serialization=True, write_model_card=False, trust_remote_code=False,
     )
     # Fill the LoRA cache BEFORE run_merge seeds the RNG: a cold-cache LoRA merge builds a PeftModel,
     # whose lora_A init draws from torch's global RNG after the seed, so DARE's masks would differ
@@ -185,13 +189,27 @@ def _child_main(config_path: str, out_path: str, lora_cache: str, seed: str, thr
     for ref in sorted(config.referenced_models(), key=str):
         ref.merged(cache_dir=lora_cache, lora_merge_dtype="float32")
     run_merge(config, out_path, options=options, config_source=text)
+    (Path(out_path) / "README.md").write_text(_model_card(config, text, Path(out_path).name))
+
+
+def _model_card(config: Any, config_text: str, name: str) -> str:
+    def ref(m: Any) -> str:
+        return m.model.path + (f" + {m.lora.path}" if m.lora else "")
+
+    base = config.base_model
+    models = sorted(ref(m) for m in config.referenced_models() if m != base)
+    lines = [f"# {name}", "", f"Merged with mergekit {version('mergekit')} by fteforge, method `{config.merge_method}`"
+             + (f", base `{ref(base)}`." if base else "."), "", "## Models merged", ""]
+    lines += [f"* {m}" for m in models]
+    lines += ["", "## Configuration", "", "```yaml", config_text.rstrip("\n"), "```", ""]
+    return "\n".join(lines)
 
 
 def run(config: dict[str, Any], out_dir: Path | str, cache_dir: Path | str, seed: int = 0,
         threads: int = 0) -> dict[str, Any]:
     """Merge per `config` into `out_dir` (replaced atomically); return the provenance written beside it.
 
-    `out_dir` gets the merged safetensors model, tokenizer, generation config, mergekit's README, the
+    `out_dir` gets the merged safetensors model, tokenizer, generation config, a model card (README.md), the
     exact config text as mergekit_config.yml, and merge_sources.json (content hashes, seed, cache key).
     """
     out_dir, cache_dir = Path(out_dir), Path(cache_dir)
@@ -204,7 +222,7 @@ def run(config: dict[str, Any], out_dir: Path | str, cache_dir: Path | str, seed
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    # mergekit names the model in its README after the output folder: give it the final name
+    # the model card is titled after the output folder: give it the final name
     tmp = scratch / out_dir.name
     tmp.mkdir()
     try:
