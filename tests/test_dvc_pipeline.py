@@ -31,6 +31,9 @@ def test_dvc_outs_match_paths_module() -> None:
     assert "data/adapters/${key}" in outs and str(paths.adapter_dir("${key}")) == "data/adapters/${key}"
     assert {str(paths.PERSONA_STATS), str(paths.AGENTIC_STATS), str(paths.EVAL_SUITE_STATS)} <= metrics
     assert str(paths.train_metrics("${key}")) in metrics
+    assert {str(paths.ANALYSIS_DIR), str(paths.merge_dir("${key}"))} <= outs
+    assert {str(paths.ANALYSIS_METRICS), str(paths.merge_metrics("${key}"))} <= metrics
+    assert str(paths.STRATEGY_DECISION).startswith(str(paths.ANALYSIS_DIR))
     assert all(str(p).startswith(str(paths.EVAL_DIR)) for p in paths.EVAL_SUITES.values())
     assert paths.PERSONA_TRAIN.parent == paths.PERSONA_DATA_DIR and paths.AGENTIC_TRAIN.parent == paths.AGENTIC_DATA_DIR
 
@@ -59,6 +62,17 @@ def test_train_entries_match_the_specs() -> None:
         assert specs.files[specs.adapter_spec(name).kind].name == Path(entry.spec).name
 
 
+def test_merge_candidates_name_built_adapters() -> None:
+    from fteforge.params import MergeParams, load_params
+    from fteforge.specs import load_spec_set
+
+    specs = load_spec_set(REPO / "specs")
+    merge = load_params("merge", MergeParams, REPO / "params.yaml")
+    assert {"v1_ties", "v2_ties", "v3_dare_ties", "v4_dare_ties", "linear", "task_arithmetic"} <= set(merge.candidates)
+    for name, c in merge.candidates.items():
+        assert set(c.weights) <= set(specs.unified.source_adapters), name
+
+
 def test_dvc_analytics_off_in_repo_config() -> None:
     assert "analytics = false" in (REPO / ".dvc" / "config").read_text()
 
@@ -67,6 +81,12 @@ def _tiny_overrides(repo: Path) -> None:
     """Keep the real SmolLM2 base but train for two steps, with training gates a 2-step run can meet."""
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["train"]["defaults"].update(max_steps=2, batch_size=2, save_steps=1)
+    # one full-weight merge through mergekit and one LoRA-space merge: the two engines, not the whole grid
+    weights = {"task_api_persona": 0.6, "task_api_agentic": 0.4}
+    params["merge"]["candidates"] = {
+        "v2_ties": {"method": "ties", "weights": weights, "density": 0.5, "normalize": True},
+        "lora_cat": {"engine": "peft", "method": "cat", "weights": weights},
+    }
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for spec in ("taskmaster_persona.yaml", "task_api_agentic.yaml"):
         path = repo / "specs" / spec
@@ -89,7 +109,8 @@ def test_dvc_repro_end_to_end(scratch_repo: Path, smollm2_base: Path) -> None:
     """A clone runs the whole pipeline with the real SmolLM2 GGUF, then a no-op, then targeted reruns."""
     _tiny_overrides(scratch_repo)
     first = run_dvc(scratch_repo, "repro")
-    stages = set(_stages()) - {"train_adapter"} | {f"train_adapter@{a}" for a in ("task_api_persona", "task_api_agentic")}
+    stages = set(_stages()) - {"train_adapter", "merge"} | {f"train_adapter@{a}" for a in ("task_api_persona", "task_api_agentic")}
+    stages |= {"merge@v2_ties", "merge@lora_cat"}
     assert _ran(first.stdout) == stages
     built = json.loads((scratch_repo / paths.BASE_FINGERPRINT).read_text())
     # the same source built twice gives identical weights: later stages key on this hash
@@ -123,6 +144,19 @@ def test_dvc_repro_end_to_end(scratch_repo: Path, smollm2_base: Path) -> None:
     params.write_text(text.replace("dtype: float32", "dtype: bfloat16"))
     assert _would_run(scratch_repo) == {"prepare_base"}
     params.write_text(text)
+
+    analysis = json.loads((scratch_repo / paths.ANALYSIS_JSON).read_text())
+    assert analysis["decision"]["method"] in ("ties", "dare_ties") and analysis["decision"]["reasons"]
+    assert (scratch_repo / paths.heatmap("sign_conflict_rate")).read_bytes()[:4] == b"\x89PNG"
+    merged = scratch_repo / paths.merge_dir("v2_ties")
+    assert (merged / "model.safetensors").is_file() and (merged / "mergekit_config.yml").is_file()
+    assert (scratch_repo / paths.merge_dir("lora_cat") / "adapter_model.safetensors").is_file()
+
+    # a merge experiment: that candidate alone reruns, and `dvc exp show` lists it with its params
+    exp = run_dvc(scratch_repo, "exp", "run", "-S", "merge.candidates.lora_cat.weights.task_api_persona=0.7")
+    assert _ran(exp.stdout) == {"merge@lora_cat"}
+    shown = json.loads(run_dvc(scratch_repo, "exp", "show", "--json").stdout)
+    assert "0.7" in json.dumps(shown)
 
 
 def test_bad_params_fail_the_stage_without_output(scratch_repo: Path) -> None:

@@ -412,3 +412,73 @@ def test_peft_engine_writes_one_loadable_adapter(tiny_llama_dir, adapters, tmp_p
         torch.testing.assert_close(dm[k], 0.6 * da[k] + 0.4 * db[k], atol=ATOL, rtol=0)
     with pytest.raises(FteforgeError, match="needs a density"):
         merge_lora(tiny_llama_dir, adapters, tmp_path / "x", combination_type="ties", weights={"persona": 1, "agentic": 1})
+
+
+def _candidate(**fields):
+    from fteforge.params import MergeCandidate
+
+    return MergeCandidate.model_validate(fields)
+
+
+def test_build_merge_follows_the_recorded_strategy(tiny_llama_dir, adapters, tmp_path):
+    """`method: strategy` merges with whatever analyze_adapters decided; density/rescale go only where they apply."""
+    from fteforge.merging.build import build_merge
+
+    decision = tmp_path / "analysis" / "strategy.json"
+    decision.parent.mkdir()
+    candidate = _candidate(method="strategy", weights={"persona": 0.6, "agentic": 0.4}, density=0.5, rescale=True,
+                           normalize=True)
+    densities = {}
+    for method, conflicts in (("ties", False), ("dare_ties", True)):
+        decision.write_text(json.dumps({"method": method, "conflicts_detected": conflicts}))
+        out = tmp_path / method
+        metrics = build_merge("s", candidate, base_dir=tiny_llama_dir, adapters_root=adapters["persona"].parent,
+                              decision_path=decision, out_dir=out, cache_dir=tmp_path / "cache", seed=0, threads=1)
+        config = yaml.safe_load((out / mk.CONFIG_NAME).read_text())
+        assert config["merge_method"] == metrics["merge.method"] == method
+        assert ("rescale" in config["parameters"]) == (method == "dare_ties")
+        assert metrics["merge.output"] == "model" and metrics["merge.size_mb"] > 0
+        assert "analyze_adapters" in metrics["merge.strategy_reasons"][0]
+        densities[method] = metrics["merge.update_density"]
+    # each adapter keeps half its entries (ties: top |dW|; DARE: a random half); together they cover more
+    # than half of each touched tensor, and never all of it
+    assert all(0.5 < d < 1.0 for d in densities.values()), densities
+
+
+def test_build_merge_peft_candidate_and_refusals(tiny_llama_dir, adapters, tmp_path):
+    from fteforge.merging.build import build_merge
+
+    kw = dict(base_dir=tiny_llama_dir, adapters_root=adapters["persona"].parent, decision_path=tmp_path / "none.json",
+              cache_dir=tmp_path / "cache", seed=0, threads=1)
+    metrics = build_merge("lora", _candidate(engine="peft", method="cat", weights={"persona": 1.0, "agentic": 1.0}),
+                          out_dir=tmp_path / "lora", **kw)
+    assert metrics["merge.output"] == "adapter" and (tmp_path / "lora" / "adapter_model.safetensors").is_file()
+
+    with pytest.raises(FteforgeError, match=r"merge.candidates.x.weights names adapter 'ghost'.*train_adapter@ghost"):
+        build_merge("x", _candidate(method="ties", weights={"persona": 0.5, "ghost": 0.5}, density=0.5),
+                    out_dir=tmp_path / "x", **kw)
+    with pytest.raises(FteforgeError, match="run `dvc repro analyze_adapters`"):
+        build_merge("y", _candidate(method="strategy", weights={"persona": 0.5, "agentic": 0.5}),
+                    out_dir=tmp_path / "y", **kw)
+    with pytest.raises(FteforgeError, match="linear keeps every entry"):
+        build_merge("z", _candidate(method="linear", weights={"persona": 0.5, "agentic": 0.5}, density=0.5),
+                    out_dir=tmp_path / "z", **kw)
+    assert not any((tmp_path / n).exists() for n in "xyz")
+
+
+def test_merge_params_errors_name_the_field(tmp_path):
+    from fteforge.errors import ParamsError
+    from fteforge.params import MergeParams, load_params
+
+    bad = {
+        "method: slerp": "is not a mergekit method",
+        "engine: peft\n      method: cat\n      normalize: true": "the peft engine has none of them",
+        "method: ties\n      wieghts: {a: 1}": "wieghts",
+    }
+    for body, message in bad.items():
+        path = tmp_path / "params.yaml"
+        path.write_text(f"merge:\n  seed: 0\n  threads: 1\n  candidates:\n    c1:\n      {body}\n"
+                        + ("      weights: {a: 0.5, b: 0.5}\n" if "weights" not in body else ""))
+        with pytest.raises(ParamsError, match=message) as err:
+            load_params("merge", MergeParams, path)
+        assert str(path) in str(err.value) and "merge.candidates.c1" in str(err.value).replace(" > ", ".")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from fteforge.errors import ParamsError
 from fteforge.specs.base import SpecModel, field_names, format_validation_error, read_yaml
@@ -53,8 +53,20 @@ class LoraParams(SpecModel):
     dropout: float = Field(ge=0, lt=1)
     target_modules: list[str] = Field(min_length=1)
     layers: list[int] | None = Field(
-        default=None, description="only these decoder layers get LoRA (null = all); fewer = faster backward"
+        default=None,
+        description="only these decoder layers get LoRA, a list or a range 'FIRST-LAST' (null = all); "
+        "leaving the lowest layers out means the backward pass stops above them",
     )
+
+    @field_validator("layers", mode="before")
+    @classmethod
+    def _layer_range(cls, value: object) -> object:
+        if isinstance(value, str):
+            first, sep, last = value.partition("-")
+            if not (sep and first.strip().isdigit() and last.strip().isdigit()) or int(first) > int(last):
+                raise ValueError(f"layers: {value!r} is not a range like '10-29' (or use a list of layer numbers)")
+            return list(range(int(first), int(last) + 1))
+        return value
 
 
 class TrainKnobs(SpecModel):
@@ -140,3 +152,95 @@ class EvalSuiteParams(SpecModel):
     agentic_cases: int = Field(ge=60)
     combined_cases: int = Field(ge=20)
     near_duplicate_threshold: float = Field(gt=0, le=1, description="char 4-gram Jaccard at which a pair counts as leaked")
+
+
+class AnalysisParams(SpecModel):
+    """`analysis:` - analyze_adapters (dW statistics, interference, the spec's strategy decision)."""
+
+    significance: float = Field(
+        gt=0, le=1, description="an entry counts as changed when its |dW| is in the module's top share this big"
+    )
+    heatmaps: list[Literal["sign_conflict_rate", "cosine", "norm_ratio"]] = Field(
+        default_factory=lambda: ["sign_conflict_rate", "cosine"], description="layer x module PNGs to draw"
+    )
+
+
+class MergeCandidate(SpecModel):
+    """One merge to build and evaluate: `merge.candidates.<name>`."""
+
+    engine: Literal["mergekit", "peft"] = Field(
+        default="mergekit", description="mergekit: full merged model; peft: one merged LoRA adapter (small release)"
+    )
+    method: str = Field(
+        description="mergekit: ties | dare_ties | linear | task_arithmetic | strategy (the unified spec's decision "
+        "from analyze_adapters); peft: ties_svd | dare_ties_svd | cat | linear | ties | dare_ties | svd"
+    )
+    weights: dict[str, float] = Field(min_length=2, description="adapter name -> weight")
+    density: float | None = Field(default=None, gt=0, le=1, description="share of each task vector kept (ties/dare)")
+    normalize: bool | None = Field(default=None, description="mergekit normalize; null = mergekit's default")
+    rescale: bool | None = Field(default=None, description="dare_ties only: rescale kept entries")
+    lambda_: float | None = Field(default=None, alias="lambda", description="scales the merged task vector")
+    svd_rank: int | None = Field(default=None, gt=0, description="peft *_svd: rank of the merged adapter")
+
+    @model_validator(mode="after")
+    def _method_fits_engine(self) -> MergeCandidate:
+        from fteforge.merging.engines.mergekit_engine import METHODS
+        from fteforge.merging.engines.peft_engine import COMBINATIONS
+
+        known = (*METHODS, "strategy") if self.engine == "mergekit" else COMBINATIONS
+        if self.method not in known:
+            raise ValueError(f"method {self.method!r} is not a {self.engine} method; choose one of {list(known)}")
+        if self.engine == "peft" and (self.normalize is not None or self.rescale is not None or self.lambda_ is not None):
+            raise ValueError("normalize, rescale and lambda are mergekit knobs; the peft engine has none of them")
+        return self
+
+
+class MergeParams(SpecModel):
+    """`merge:` - one merge stage per candidate (dvc.yaml foreach over merge.candidates)."""
+
+    seed: int = Field(description="DARE's random drop masks; same seed, same bytes")
+    threads: int = Field(ge=0, description="torch CPU threads (0 = torch's default)")
+    candidates: dict[str, MergeCandidate] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _names_are_paths(self) -> MergeParams:
+        import re
+
+        for name in self.candidates:
+            if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+                raise ValueError(f"candidate name {name!r} becomes a folder name: use letters, digits, _ . - only")
+        return self
+
+    def candidate(self, name: str) -> MergeCandidate:
+        if name not in self.candidates:
+            raise ParamsError(f"params.yaml: merge.candidates: no candidate {name!r}; known: {sorted(self.candidates)}")
+        return self.candidates[name]
+
+
+class EvalTokenCaps(SpecModel):
+    """Most new tokens per assistant turn, per suite kind (a call needs ~45, a reply ~60)."""
+
+    persona: int = Field(default=64, gt=0, description="each turn of a persona case (call and final reply)")
+    agentic: int = Field(default=48, gt=0, description="the first turn of an agentic case (the call)")
+    combined: int = Field(default=64, gt=0, description="each turn of a combined case")
+
+
+class LatencyParams(SpecModel):
+    runs: int = Field(default=30, ge=30, description="timed single-turn runs at batch 1 (the gate asks for 30+)")
+    warmup: int = Field(default=2, ge=1, description="untimed runs first (allocator, caches)")
+    max_new_tokens: int = Field(default=24, gt=0, description="most new tokens per timed turn")
+
+
+class EvaluateParams(SpecModel):
+    """`evaluate:` - evaluate_base, evaluate_adapter@<adapter>, evaluate_merge@<candidate>, compare_candidates."""
+
+    seed: int = Field(default=0, description="bootstrap resampling of the A/B win rate")
+    threads: int = Field(default=2, ge=0, description="torch CPU threads (0 = torch's default); recorded in results")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    batch_size: int = Field(default=16, gt=0, description="prompts per batched greedy generate call")
+    max_new_tokens: EvalTokenCaps = Field(default_factory=EvalTokenCaps)
+    max_cases: int | None = Field(
+        default=None, gt=0, description="evaluate only the first N cases of each suite (quick runs); null = all"
+    )
+    latency: LatencyParams = Field(default_factory=LatencyParams)
+    bootstrap_samples: int = Field(default=2000, ge=100, description="resamples for the A/B win-rate interval")

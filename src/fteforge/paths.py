@@ -46,3 +46,57 @@ def train_metrics(adapter: str) -> Path:
 
 def train_logs(adapter: str) -> Path:
     return DATA / "train_logs" / adapter
+
+
+ANALYSIS_DIR = DATA / "analysis"
+ANALYSIS_JSON = ANALYSIS_DIR / "analysis.json"
+ANALYSIS_MD = ANALYSIS_DIR / "ANALYSIS.md"
+STRATEGY_DECISION = ANALYSIS_DIR / "strategy.json"
+ANALYSIS_METRICS = DATA / "metrics" / "analysis.json"
+MERGES_DIR = DATA / "merges"
+# mergekit's base+adapter merges, keyed by content (see merging/engines/mergekit_engine.py)
+LORA_MERGE_CACHE = Path(".cache") / "mergekit-lora"
+
+
+def heatmap(metric: str) -> Path:
+    return ANALYSIS_DIR / f"heatmap_{metric}.png"
+
+
+def merge_dir(candidate: str) -> Path:
+    return MERGES_DIR / candidate
+
+
+def merge_metrics(candidate: str) -> Path:
+    return DATA / "metrics" / f"merge_{candidate}.json"
+
+
+
+EVALUATION_DIR = DATA / "evaluation"
+EVAL_BASE = "base"  # model ids: "base", "adapters/<adapter>", "merges/<candidate>"
+COMPARISON_MD = EVALUATION_DIR / "COMPARISON.md"
+COMPARISON_JSON = EVALUATION_DIR / "COMPARISON.json"
+
+
+def adapter_model_id(adapter: str) -> str:
+    return f"adapters/{adapter}"
+
+
+def merge_model_id(candidate: str) -> str:
+    return f"merges/{candidate}"
+
+
+def evaluation_results(model_id: str) -> Path:
+    """data/evaluation/<model id>/EVALUATION_RESULTS.json: scores, gates, latency, failed cases."""
+    return EVALUATION_DIR / model_id / "EVALUATION_RESULTS.json"
+
+
+def evaluation_cases(model_id: str) -> Path:
+    """Every case with every turn the model generated, the executed call and its result."""
+    return EVALUATION_DIR / model_id / "cases.jsonl"
+
+
+def eval_metrics(model_id: str) -> Path:
+    """data/metrics/eval_<base|adapter_X|merge_X>.json: the flat headline numbers (`dvc exp show` columns)."""
+    kind, _, name = model_id.partition("/")
+    stem = f"{kind.removesuffix('s')}_{name}" if name else kind
+    return DATA / "metrics" / f"eval_{stem}.json"

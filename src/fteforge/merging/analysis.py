@@ -406,3 +406,26 @@ def render_analysis_md(adapters: dict[str, dict[str, Any]], notes: list[str], fi
     for metric, rel in (heatmaps or {}).items():
         lines += ["", f"![{metric}]({rel})"]
     return "\n".join(lines) + "\n"
+
+
+def analyze_sources(adapters: dict[str, Path | str], base_fingerprint: dict | None, strategy: MergeStrategy,
+                    significance: float = 0.1) -> dict[str, Any]:
+    """Everything analyze_adapters reports: per-adapter facts, compatibility notes, interference of each
+    pair, and the spec's strategy decision (taken on the most conflicting pair)."""
+    from itertools import combinations
+
+    names = list(adapters)
+    if len(names) < 2:
+        raise FteforgeError(f"a merge needs at least two source adapters, got {names}")
+    facts = {n: analyze_adapter(adapters[n]) for n in names}
+    notes: list[str] = []
+    pairs = {}
+    for a, b in combinations(names, 2):
+        notes += check_compatible(adapters[a], adapters[b], base_fingerprint)
+        pairs[f"{a}|{b}"] = interference(adapters[a], adapters[b], significance)
+    worst = max(pairs, key=lambda k: pairs[k]["overall"]["sign_conflict_rate"])
+    decision = decide_strategy(pairs[worst], strategy)
+    decision["pair"] = worst
+    decision["figures"] = pairs[worst]["overall"]
+    decision["thresholds"] = strategy.use_backup_when.model_dump()
+    return {"adapters": facts, "notes": sorted(set(notes)), "pairs": pairs, "decision": decision}
