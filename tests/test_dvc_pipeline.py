@@ -87,6 +87,9 @@ def _tiny_overrides(repo: Path) -> None:
         "v2_ties": {"method": "ties", "weights": weights, "density": 0.5, "normalize": True},
         "lora_cat": {"engine": "peft", "method": "cat", "weights": weights},
     }
+    # evaluation: a few cases per suite and two-token latency runs prove the wiring, not the quality
+    params["evaluate"]["max_cases"] = 4
+    params["evaluate"]["latency"]["max_new_tokens"] = 2
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for spec in ("taskmaster_persona.yaml", "task_api_agentic.yaml"):
         path = repo / "specs" / spec
@@ -109,8 +112,10 @@ def test_dvc_repro_end_to_end(scratch_repo: Path, smollm2_base: Path) -> None:
     """A clone runs the whole pipeline with the real SmolLM2 GGUF, then a no-op, then targeted reruns."""
     _tiny_overrides(scratch_repo)
     first = run_dvc(scratch_repo, "repro")
-    stages = set(_stages()) - {"train_adapter", "merge"} | {f"train_adapter@{a}" for a in ("task_api_persona", "task_api_agentic")}
-    stages |= {"merge@v2_ties", "merge@lora_cat"}
+    adapters, candidates = ("task_api_persona", "task_api_agentic"), ("v2_ties", "lora_cat")
+    stages = set(_stages()) - {"train_adapter", "merge", "evaluate_adapter", "evaluate_merge"}
+    stages |= {f"{s}@{a}" for s in ("train_adapter", "evaluate_adapter") for a in adapters}
+    stages |= {f"{s}@{c}" for s in ("merge", "evaluate_merge") for c in candidates}
     assert _ran(first.stdout) == stages
     built = json.loads((scratch_repo / paths.BASE_FINGERPRINT).read_text())
     # the same source built twice gives identical weights: later stages key on this hash
@@ -152,9 +157,13 @@ def test_dvc_repro_end_to_end(scratch_repo: Path, smollm2_base: Path) -> None:
     assert (merged / "model.safetensors").is_file() and (merged / "mergekit_config.yml").is_file()
     assert (scratch_repo / paths.merge_dir("lora_cat") / "adapter_model.safetensors").is_file()
 
+    results = json.loads((scratch_repo / "data/evaluation/merges/v2_ties/EVALUATION_RESULTS.json").read_text())
+    assert results["gates"] and all(g["status"] in ("PASS", "FAIL", "not applicable") for g in results["gates"])
+    assert "v2_ties" in (scratch_repo / "data/evaluation/COMPARISON.md").read_text()
+
     # a merge experiment: that candidate alone reruns, and `dvc exp show` lists it with its params
     exp = run_dvc(scratch_repo, "exp", "run", "-S", "merge.candidates.lora_cat.weights.task_api_persona=0.7")
-    assert _ran(exp.stdout) == {"merge@lora_cat"}
+    assert _ran(exp.stdout) == {"merge@lora_cat", "evaluate_merge@lora_cat", "compare_candidates"}
     shown = json.loads(run_dvc(scratch_repo, "exp", "show", "--json").stdout)
     assert "0.7" in json.dumps(shown)
 

@@ -63,6 +63,52 @@ def spec_json_schema(model) -> dict:
     return schema
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Evaluate any model folder on any suite file; exit 0 when the run completed, whatever the gates say."""
+
+    def run() -> None:
+        from fteforge.console import quiet_libraries, stage
+
+        quiet_libraries()
+        from fteforge.data.records import load_suite, write_jsonl, write_text
+        from fteforge.evaluation.report import build_results, summary_lines
+        from fteforge.evaluation.runner import evaluate_model, model_kind, persona_case_scores, win_rate
+        from fteforge.params import EvaluateParams
+        from fteforge.specs import load_spec_set
+
+        suite = Path(args.suite)
+        if not suite.is_file():
+            raise FteforgeError(f"{suite}: suite file not found - pass a JSON Lines file in the format of "
+                                "docs/eval_suite_format.md (e.g. data/eval/agentic.jsonl)")
+        cases = load_suite(suite)[: args.max_cases]
+        model_kind(Path(args.model))  # a clear error for a wrong folder before anything loads
+        if args.base is not None and model_kind(Path(args.base)) != "model":
+            raise FteforgeError(f"{args.base}: --base must be a full model folder (config.json + safetensors)")
+        specs = load_spec_set(args.specs)
+        params = EvaluateParams(batch_size=args.batch_size, threads=args.threads, device=args.device)
+        kinds = sorted({c.kind for c in cases})
+        with stage(f"evaluate {args.model} on {suite.name}") as step:
+            ev = evaluate_model(args.model, cases, specs, params, base_dir=args.base, latency=not args.no_latency,
+                                progress=step)
+            ab = None
+            persona_cases = [c for c in cases if c.kind == "persona"]
+            if args.base is not None and persona_cases:
+                step("A/B: the base on the persona cases")
+                ref = evaluate_model(args.base, persona_cases, specs, params, latency=False)
+                ab = win_rate(persona_case_scores(ev.records), persona_case_scores(ref.records),
+                              params.bootstrap_samples, params.seed)
+            results = build_results(Path(args.model).name, "model", ev, specs, ab=ab,
+                                    suites={k: {"file": str(suite), "cases": sum(c.kind == k for c in cases)}
+                                            for k in kinds})
+            out = Path(args.out)
+            write_text(out, json.dumps(results, indent=2, sort_keys=True) + "\n")
+            write_jsonl(out.with_suffix(".cases.jsonl"), [r.to_dict() for r in ev.records])
+        console.print("\n".join(summary_lines(results)), markup=False)
+        console.print(f"wrote {out} and {out.with_suffix('.cases.jsonl')}")
+
+    return run_stage(run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fteforge", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -74,6 +120,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("schema", help="write the JSON Schema of each spec kind (for editor autocompletion)")
     p.add_argument("--out", default="schemas", help="output folder (default: schemas)")
     p.set_defaults(func=cmd_schema)
+
+    p = sub.add_parser("evaluate", help="evaluate a model or adapter folder on a suite file (JSON Lines)")
+    p.add_argument("--model", required=True, help="full model folder or PEFT LoRA adapter folder")
+    p.add_argument("--suite", required=True, help="suite file, format in docs/eval_suite_format.md")
+    p.add_argument("--base", help="base model folder: the base of an adapter, and the A/B reference")
+    p.add_argument("--out", required=True, help="results JSON to write (cases go to <out>.cases.jsonl)")
+    p.add_argument("--specs", default="specs", help="folder of spec YAML files (default: specs)")
+    p.add_argument("--batch-size", type=int, default=16, help="prompts per generate call (default: 16)")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads, 0 = torch's default (default: 2)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--max-cases", type=int, default=None, help="evaluate only the first N cases")
+    p.add_argument("--no-latency", action="store_true", help="skip the 30-run latency measurement")
+    p.set_defaults(func=cmd_evaluate)
     return parser
 
 
