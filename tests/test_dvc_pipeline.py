@@ -81,14 +81,16 @@ def _tiny_overrides(repo: Path) -> None:
     """Keep the real SmolLM2 base but train for two steps, with training gates a 2-step run can meet."""
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["train"]["defaults"].update(max_steps=2, batch_size=2, save_steps=1)
-    # one full-weight merge through mergekit and one LoRA-space merge: the two engines, not the whole grid
+    # one full-weight merge through mergekit (linear: its fastest method) and one LoRA-space merge: both
+    # engines on the real model, not the whole grid (tests/test_merging.py covers the methods)
     weights = {"task_api_persona": 0.6, "task_api_agentic": 0.4}
     params["merge"]["candidates"] = {
-        "v2_ties": {"method": "ties", "weights": weights, "density": 0.5, "normalize": True},
-        "lora_cat": {"engine": "peft", "method": "cat", "weights": weights},
+        "mk_linear": {"method": "linear", "weights": dict(weights)},  # own dicts: a shared one becomes a YAML
+        "lora_cat": {"engine": "peft", "method": "cat", "weights": dict(weights)},  # alias that -S edits twice
     }
     # evaluation: a few cases per suite and two-token latency runs prove the wiring, not the quality
-    params["evaluate"]["max_cases"] = 4
+    params["evaluate"]["max_cases"] = 2
+    params["evaluate"]["max_new_tokens"] = {"persona": 8, "agentic": 8, "combined": 8}
     params["evaluate"]["latency"]["max_new_tokens"] = 2
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for spec in ("taskmaster_persona.yaml", "task_api_agentic.yaml"):
@@ -112,7 +114,7 @@ def test_dvc_repro_end_to_end(scratch_repo: Path, smollm2_base: Path) -> None:
     """A clone runs the whole pipeline with the real SmolLM2 GGUF, then a no-op, then targeted reruns."""
     _tiny_overrides(scratch_repo)
     first = run_dvc(scratch_repo, "repro")
-    adapters, candidates = ("task_api_persona", "task_api_agentic"), ("v2_ties", "lora_cat")
+    adapters, candidates = ("task_api_persona", "task_api_agentic"), ("mk_linear", "lora_cat")
     stages = set(_stages()) - {"train_adapter", "merge", "evaluate_adapter", "evaluate_merge"}
     stages |= {f"{s}@{a}" for s in ("train_adapter", "evaluate_adapter") for a in adapters}
     stages |= {f"{s}@{c}" for s in ("merge", "evaluate_merge") for c in candidates}
@@ -129,19 +131,22 @@ def test_dvc_repro_end_to_end(scratch_repo: Path, smollm2_base: Path) -> None:
     assert _ran(again.stdout) == set()
     assert "up to date" in run_dvc(scratch_repo, "status").stdout.lower()
 
-    # one scenario's target: the persona data and what depends on it, never the agentic side
+    # one scenario's target: the persona data and what depends on it, never the agentic side (the persona
+    # spec also defines the scorer and gates every evaluation uses, so those rerun)
     spec = scratch_repo / "specs" / "taskmaster_persona.yaml"
     spec.write_text(spec.read_text().replace("target_count: 25", "target_count: 26", 1))
-    assert _would_run(scratch_repo) == {"build_persona_dataset", "build_eval_suites", "train_adapter@task_api_persona"}
+    evaluations = {s for s in stages if s.startswith("evaluate_")}
+    assert _would_run(scratch_repo) == {"build_persona_dataset", "build_eval_suites", "train_adapter@task_api_persona",
+                                        *evaluations}
     spec.write_text(spec.read_text().replace("target_count: 26", "target_count: 25", 1))
 
-    # one adapter's training knob: that adapter only
+    # one adapter's training knob: that adapter only (and the comparison table, which lists the params)
     params = scratch_repo / "params.yaml"
     text = params.read_text()
     data = yaml.safe_load(text)
     data["train"]["adapters"]["task_api_agentic"]["overrides"]["epochs"] = 2
     params.write_text(yaml.safe_dump(data, sort_keys=False))
-    assert _would_run(scratch_repo) == {"train_adapter@task_api_agentic"}
+    assert _would_run(scratch_repo) == {"train_adapter@task_api_agentic", "compare_candidates"}
     params.write_text(text)
 
     # a base parameter: prepare_base. `--dry` cannot list the training stages yet: they depend on the
@@ -153,13 +158,13 @@ def test_dvc_repro_end_to_end(scratch_repo: Path, smollm2_base: Path) -> None:
     analysis = json.loads((scratch_repo / paths.ANALYSIS_JSON).read_text())
     assert analysis["decision"]["method"] in ("ties", "dare_ties") and analysis["decision"]["reasons"]
     assert (scratch_repo / paths.heatmap("sign_conflict_rate")).read_bytes()[:4] == b"\x89PNG"
-    merged = scratch_repo / paths.merge_dir("v2_ties")
+    merged = scratch_repo / paths.merge_dir("mk_linear")
     assert (merged / "model.safetensors").is_file() and (merged / "mergekit_config.yml").is_file()
     assert (scratch_repo / paths.merge_dir("lora_cat") / "adapter_model.safetensors").is_file()
 
-    results = json.loads((scratch_repo / "data/evaluation/merges/v2_ties/EVALUATION_RESULTS.json").read_text())
+    results = json.loads((scratch_repo / "data/evaluation/merges/mk_linear/EVALUATION_RESULTS.json").read_text())
     assert results["gates"] and all(g["status"] in ("PASS", "FAIL", "not applicable") for g in results["gates"])
-    assert "v2_ties" in (scratch_repo / "data/evaluation/COMPARISON.md").read_text()
+    assert "mk_linear" in (scratch_repo / "data/evaluation/COMPARISON.md").read_text()
 
     # a merge experiment: that candidate alone reruns, and `dvc exp show` lists it with its params
     exp = run_dvc(scratch_repo, "exp", "run", "-S", "merge.candidates.lora_cat.weights.task_api_persona=0.7")
