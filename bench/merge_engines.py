@@ -69,7 +69,9 @@ def run_one(engine: str, method: str, knobs: dict, adapters: dict[str, str], wor
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="bench/results/merge_engines.json")
+    ap.add_argument("--engines", default="mergekit,peft", help="comma-separated subset to run")
     args = ap.parse_args()
+    engines = set(args.engines.split(","))
     from fteforge.specs import load_spec_set
 
     names = load_spec_set(ROOT / "specs").unified.source_adapters
@@ -77,10 +79,20 @@ def main() -> None:
     missing = [p for p in adapters.values() if not Path(p, "adapter_model.safetensors").is_file()]
     if missing:
         raise SystemExit(f"adapters not built: {missing}; run `dvc repro train_adapter` first")
-    results = []
+    results: list[dict] = []
+    report = {
+        "benchmark": "merge_engines",
+        "command": f"python bench/merge_engines.py --engines {args.engines}",
+        "adapters": names,
+        "threads": 2,
+        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "results": results,
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="merge-bench-") as tmp:
         work = Path(tmp)
-        for engine, method, knobs in RUNS:
+        for engine, method, knobs in (r for r in RUNS if r[0] in engines):
             cache = work / "lora-cache"
             modes = ("cold", "warm") if engine == "mergekit" else ("run",)
             if engine == "mergekit":
@@ -90,16 +102,8 @@ def main() -> None:
                 results.append({"engine": engine, "method": method, "mode": mode, **knobs, **r})
                 print(f"{engine:9s} {method:16s} {mode:5s} {r['wall_s']:7.1f} s  peak {r['peak_rss_mb']:7.0f} MB  "
                       f"out {r['output_mb']:7.1f} MB", flush=True)
-    report = {
-        "benchmark": "merge_engines",
-        "command": "python bench/merge_engines.py",
-        "adapters": names,
-        "threads": 2,
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-        "results": results,
-    }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+                # after every run: a long bench cut short still leaves what it measured
+                out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.out}")
 
 
