@@ -38,22 +38,24 @@ def _peak_rss_mb() -> float:
 def update_density(base_dir: Path, merged_dir: Path) -> float:
     """Share of entries the merge changed, within the tensors it touched at all: how sparse the merged
     update is (embeddings and norms the adapters never train would swamp a whole-model share)."""
+    from contextlib import ExitStack
+
     from safetensors import safe_open
 
-    base_files = sorted(Path(base_dir).glob("*.safetensors"))
-    base = {}
-    for f in base_files:
-        with safe_open(f, framework="pt") as h:
-            base.update({k: (f, k) for k in h.keys()})
     changed = total = 0
-    for f in sorted(Path(merged_dir).glob("*.safetensors")):
-        with safe_open(f, framework="pt") as h:
-            for key in h.keys():
+    with ExitStack() as stack:
+        # one handle per base file, opened once: the merged model has ~270 tensors to compare
+        base = {}
+        for f in sorted(Path(base_dir).glob("*.safetensors")):
+            handle = stack.enter_context(safe_open(f, framework="pt"))
+            base.update({k: handle for k in handle.keys()})
+        for f in sorted(Path(merged_dir).glob("*.safetensors")):
+            merged = stack.enter_context(safe_open(f, framework="pt"))
+            for key in merged.keys():
                 if key not in base:
                     continue
-                with safe_open(base[key][0], framework="pt") as b:
-                    ref = b.get_tensor(key)
-                n = int((h.get_tensor(key).to(ref.dtype) != ref).sum())
+                ref = base[key].get_tensor(key)
+                n = int((merged.get_tensor(key).to(ref.dtype) != ref).sum())
                 if n:
                     changed += n
                     total += ref.numel()
