@@ -8,6 +8,7 @@ from pathlib import Path
 import yaml
 
 from fteforge import paths
+from fteforge.release.package import verify
 from tests.conftest import run_dvc
 
 REPO = Path(__file__).resolve().parents[1]
@@ -92,6 +93,9 @@ def _tiny_overrides(repo: Path) -> None:
     params["evaluate"]["max_cases"] = 2
     params["evaluate"]["max_new_tokens"] = {"persona": 8, "agentic": 8, "combined": 8}
     params["evaluate"]["latency"]["max_new_tokens"] = 2
+    # release: two short sample interactions show the packaging, not the model
+    params["release"]["sample_max_new_tokens"] = 8
+    params["release"]["sample_prompts"] = params["release"]["sample_prompts"][:2]
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for spec in ("taskmaster_persona.yaml", "task_api_agentic.yaml"):
         path = repo / "specs" / spec
@@ -137,7 +141,7 @@ def test_dvc_repro_end_to_end(scratch_repo: Path, smollm2_base: Path) -> None:
     spec.write_text(spec.read_text().replace("target_count: 25", "target_count: 26", 1))
     evaluations = {s for s in stages if s.startswith("evaluate_")}
     assert _would_run(scratch_repo) == {"build_persona_dataset", "build_eval_suites", "train_adapter@task_api_persona",
-                                        *evaluations}
+                                        *evaluations, "package_release"}
     spec.write_text(spec.read_text().replace("target_count: 26", "target_count: 25", 1))
 
     # one adapter's training knob: that adapter only (and the comparison table, which lists the params)
@@ -166,11 +170,24 @@ def test_dvc_repro_end_to_end(scratch_repo: Path, smollm2_base: Path) -> None:
     assert results["gates"] and all(g["status"] in ("PASS", "FAIL", "not applicable") for g in results["gates"])
     assert "mk_linear" in (scratch_repo / "data/evaluation/COMPARISON.md").read_text()
 
-    # a merge experiment: that candidate alone reruns, and `dvc exp show` lists it with its params
-    exp = run_dvc(scratch_repo, "exp", "run", "-S", "merge.candidates.lora_cat.weights.task_api_persona=0.7")
-    assert _ran(exp.stdout) == {"merge@lora_cat", "evaluate_merge@lora_cat", "compare_candidates"}
+    selection = json.loads((scratch_repo / paths.SELECTION_JSON).read_text())
+    release = scratch_repo / "releases" / "task-api-unified-v1.0.0"
+    assert selection["selected"] in candidates and verify(release) == []
+    meta = json.loads((release / "merge_metadata.json").read_text())
+    assert meta["merge"]["candidate"] == selection["selected"] and meta["status"] == selection["status"]
+    readme = (release / "README.md").read_text()
+    assert f"| Boundary violations | {meta['boundary_violations']} |" in readme and selection["status"] in readme
+    assert verify(scratch_repo / "releases" / "taskmaster-persona-adapter-v1.0.0") == []
+
+    # a merge experiment: that candidate alone reruns, with selection and release (under a new version:
+    # the selected candidate may be the one that changed, and a release folder is never overwritten)
+    exp = run_dvc(scratch_repo, "exp", "run", "-S", "merge.candidates.lora_cat.weights.task_api_persona=0.7",
+                  "-S", "release.version=1.0.1")
+    assert _ran(exp.stdout) == {"merge@lora_cat", "evaluate_merge@lora_cat", "compare_candidates", "select_release",
+                                "package_release"}
     shown = json.loads(run_dvc(scratch_repo, "exp", "show", "--json").stdout)
     assert "0.7" in json.dumps(shown)
+    assert verify(scratch_repo / "releases" / "task-api-unified-v1.0.1") == [] and verify(release) == []
 
 
 def test_bad_params_fail_the_stage_without_output(scratch_repo: Path) -> None:

@@ -1,15 +1,22 @@
-"""The `fteforge` command: validate specs, export their JSON Schemas, and run pipeline pieces by hand."""
+"""The `fteforge` command: validate specs, export their JSON Schemas, run pipeline pieces by hand, chat."""
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fteforge.console import console
 from fteforge.errors import FteforgeError, SpecError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from fteforge.chat import ChatSession, Exchange
 
 EXIT_USER_ERROR = 2
 
@@ -109,6 +116,124 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return run_stage(run)
 
 
+def iso_date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date as YYYY-MM-DD") from None
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    """Talk to a model folder as the TaskMaster agent, its tool calls run against a SQLite Task API file.
+
+    The conversation goes to stdout (with --once --json: one JSON object); loading and errors to stderr.
+    """
+
+    def run() -> None:
+        from fteforge.console import quiet_libraries
+
+        quiet_libraries()
+        from rich.console import Console
+
+        from fteforge.chat import ChatSession, resolve_specs_dir
+        from fteforge.evaluation.runner import load_model, model_kind
+        from fteforge.specs import load_spec_set
+
+        if args.json and args.once is None:
+            raise FteforgeError("--json goes with --once MESSAGE (the interactive session prints text)")
+        model_dir = Path(args.model)
+        model_kind(model_dir)  # a clear error for a wrong folder before anything loads
+        if args.base is not None and model_kind(Path(args.base)) != "model":
+            raise FteforgeError(f"{args.base}: --base must be a full model folder (config.json + safetensors)")
+        specs = load_spec_set(resolve_specs_dir(model_dir, args.specs))
+        if args.max_new_tokens < 1 or args.max_context < 1:
+            raise FteforgeError("--max-new-tokens and --max-context must be at least 1")
+        import torch
+
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        if args.device == "cuda" and not torch.cuda.is_available():
+            raise FteforgeError("--device cuda, but torch sees no CUDA device - use auto or cpu")
+        device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+        today = args.today or dt.date.today()
+        if not args.json:
+            console.print(f"loading {model_dir} on {device}", markup=False, style="dim")
+        loaded = load_model(model_dir, args.base, device)
+        out = Console(highlight=False, soft_wrap=True)
+        with ChatSession(loaded.tokenizer, specs, args.db, today=today, model=loaded.model,
+                         max_new_tokens=args.max_new_tokens, max_context=args.max_context) as session:
+            if args.once is not None:
+                exchange = session.send(args.once)
+                if args.json:
+                    sys.stdout.write(json.dumps(exchange.to_dict(), ensure_ascii=False) + "\n")
+                else:
+                    out.print(f"you> {args.once}", markup=False)
+                    print_exchange(out, exchange)
+                return
+            chat_loop(out, session, model_dir)
+
+    return run_stage(run)
+
+
+def print_exchange(out: Console, exchange: Exchange) -> None:
+    """The call (or its refusal), the result in a line, then the reply."""
+    from fteforge.chat import format_call, summarize_result, task_line
+
+    call, result = exchange.call, exchange.tool_result
+    if call is not None and not call.executed:
+        shown = format_call(call.name, call.arguments) if call.name is not None else "tool call"
+        out.print(f"✗ refused {shown}: {call.refused_reason}", markup=False, style="red")
+    elif call is not None and result is not None:
+        out.print(f"→ {format_call(call.name, call.arguments)}", markup=False, style="cyan")
+        ok = result.get("ok")
+        out.print(f"  {'✓' if ok else '✗'} {summarize_result(result)}", markup=False,
+                  style="green" if ok else "yellow")
+        for task in result.get("tasks", []) if ok else []:
+            out.print(f"    {task_line(task)}", markup=False)
+    out.print(f"taskmaster> {exchange.reply or '(no reply)'}", markup=False)
+
+
+def chat_loop(out: Console, session: ChatSession, model_dir: Path) -> None:
+    """Read messages from stdin until /quit or end of input; /tasks and /reset are handled here."""
+    from rich.markup import escape
+
+    from fteforge.chat import task_line
+
+    out.print(f"[bold]fteforge chat[/] model {escape(str(model_dir))} | db {escape(str(session.db_path))} | "
+              f"today {session.today.isoformat()}")
+    out.print("[dim]/tasks lists the tasks, /reset forgets the conversation, /quit (or end of input) exits[/]")
+    try:
+        while True:
+            try:
+                text = input("you> ").strip()
+            except EOFError:
+                out.print()
+                return
+            if not text:
+                continue
+            if text in ("/quit", "/exit"):
+                return
+            if text == "/reset":
+                session.reset()
+                out.print("[dim]conversation cleared (the tasks stay in the database)[/]")
+            elif text == "/tasks":
+                tasks = session.tasks()
+                out.print(f"{len(tasks)} task(s) in {session.db_path}", markup=False)
+                for task in tasks:
+                    out.print(f"  {task_line(task)}", markup=False)
+            elif text.startswith("/"):
+                out.print(f"unknown command {text.split()[0]} - use /tasks, /reset or /quit", markup=False)
+            else:
+                dropped = session.dropped
+                exchange = session.send(text)
+                if session.dropped > dropped:
+                    out.print(f"[dim](dropped the {session.dropped - dropped} oldest exchange(s) to stay within "
+                              "--max-context)[/]")
+                print_exchange(out, exchange)
+    except KeyboardInterrupt:  # Ctrl-C ends the session like /quit, without a traceback
+        out.print()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fteforge", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -133,6 +258,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-cases", type=int, default=None, help="evaluate only the first N cases")
     p.add_argument("--no-latency", action="store_true", help="skip the 30-run latency measurement")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("chat", help="talk to a model folder as the TaskMaster agent (tools run on a SQLite file)")
+    p.add_argument("model", metavar="MODEL_DIR", help="full model folder (a release) or PEFT LoRA adapter folder")
+    p.add_argument("--base", help="base model folder of an adapter")
+    p.add_argument("--db", default="taskmaster.db", help="SQLite Task API file, created if missing "
+                   "(default: taskmaster.db)")
+    p.add_argument("--once", metavar="MESSAGE", help="send one message, print the exchange and exit")
+    p.add_argument("--json", action="store_true", help="with --once: print the exchange as one JSON object")
+    p.add_argument("--today", type=iso_date, help="the date the agent and the Task API see (default: today)")
+    p.add_argument("--specs", help="folder of spec YAML files (default: MODEL_DIR/specs if present, else specs)")
+    p.add_argument("--max-new-tokens", type=int, default=96, help="cap on each model turn (default: 96)")
+    p.add_argument("--max-context", type=int, default=1536,
+                   help="prompt token budget; the oldest exchanges are dropped beyond it (default: 1536)")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads, 0 = torch's default (default: 2)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.set_defaults(func=cmd_chat)
     return parser
 
 

@@ -244,3 +244,46 @@ class EvaluateParams(SpecModel):
     )
     latency: LatencyParams = Field(default_factory=LatencyParams)
     bootstrap_samples: int = Field(default=2000, ge=100, description="resamples for the A/B win-rate interval")
+
+
+class SamplePrompt(SpecModel):
+    """One fixed prompt of a release's examples/sample_interactions.jsonl."""
+
+    user: str = Field(min_length=1)
+    setup_tasks: list[dict] = Field(default_factory=list, description="tasks in the Task API before the prompt")
+
+
+class ReleaseParams(SpecModel):
+    """`release:` - select_release and package_release."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$", description="release folder name: releases/<name>-v<version>")
+    version: str = Field(pattern=r"^\d+\.\d+\.\d+$", description="semantic version; a changed model needs a new one")
+    candidate: str | None = Field(
+        default=None, description="force this merge candidate instead of the unified spec's selection rule"
+    )
+    allow_failing: bool = Field(
+        default=False,
+        description="no candidate passes every gate: build the closest anyway, marked REQUIRES ITERATION",
+    )
+    persona_name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$",
+                              description="the persona-adapter release: releases/<persona_name>-v<version>")
+    license: str = Field(default="apache-2.0", description="model-card license (the base model's)")
+    threads: int = Field(default=2, gt=0, description="torch CPU threads for the sample interactions")
+    max_shard_size: str = Field(default="2GB", description="safetensors shard size of the released model")
+    today: str = Field(default="2026-11-23", description="the date the sample interactions are generated for")
+    sample_max_new_tokens: int = Field(default=96, gt=0, description="per assistant turn of a sample interaction")
+    sample_prompts: list[SamplePrompt] = Field(min_length=1)
+
+    @field_validator("today")
+    @classmethod
+    def _date(cls, v: str) -> str:
+        import datetime as dt
+
+        try:
+            dt.date.fromisoformat(v)
+        except ValueError:
+            raise ValueError(f"{v!r} is not a date (YYYY-MM-DD)") from None
+        return v
+
+    def folder_name(self, name: str | None = None) -> str:
+        return f"{name or self.name}-v{self.version}"

@@ -69,8 +69,6 @@ def merge_dir(candidate: str) -> Path:
 def merge_metrics(candidate: str) -> Path:
     return DATA / "metrics" / f"merge_{candidate}.json"
 
-
-
 EVALUATION_DIR = DATA / "evaluation"
 EVAL_BASE = "base"  # model ids: "base", "adapters/<adapter>", "merges/<candidate>"
 COMPARISON_MD = EVALUATION_DIR / "COMPARISON.md"
@@ -100,3 +98,14 @@ def eval_metrics(model_id: str) -> Path:
     kind, _, name = model_id.partition("/")
     stem = f"{kind.removesuffix('s')}_{name}" if name else kind
     return DATA / "metrics" / f"eval_{stem}.json"
+
+
+SELECTION_DIR = DATA / "release"
+SELECTION_JSON = SELECTION_DIR / "selection.json"
+SELECTION_MD = SELECTION_DIR / "SELECTION.md"
+RELEASES_DIR = Path("releases")
+
+
+def release_dir(folder_name: str) -> Path:
+    """releases/<name>-v<version>: immutable once written (see release/package.py)."""
+    return RELEASES_DIR / folder_name

@@ -105,8 +105,12 @@ class TaskAPI:
 
     # -- entry point -------------------------------------------------------------------------------
 
-    def execute(self, name: str, arguments: dict[str, Any]) -> Result:
-        """Validate one tool call against its schema, then run it; never raises for a bad call."""
+    def validate_call(self, name: Any, arguments: Any) -> Result | None:
+        """The error result of a call that must not run (unknown tool, invalid arguments), None if it may.
+
+        Public so a caller (`fteforge chat`) can refuse a call before anything executes, with the same
+        reasons `execute` gives.
+        """
         # Only tools the spec declares may run, even if a handler exists for the name.
         if not isinstance(name, str) or name not in self._validators:
             name = name if isinstance(name, str) else repr(name)
@@ -114,6 +118,13 @@ class TaskAPI:
         problems = self._check(name, arguments)
         if problems:
             return _error(name, "invalid_arguments", "; ".join(problems))
+        return None
+
+    def execute(self, name: str, arguments: dict[str, Any]) -> Result:
+        """Validate one tool call against its schema, then run it; never raises for a bad call."""
+        refused = self.validate_call(name, arguments)
+        if refused is not None:
+            return refused
         try:
             payload = self._handlers[name](dict(arguments))
         except ToolError as err:
