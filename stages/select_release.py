@@ -20,7 +20,7 @@ from fteforge.console import console
 from fteforge.data.records import write_text
 from fteforge.evaluation.pipeline import read_results
 from fteforge.params import MergeParams, ReleaseParams, load_params
-from fteforge.release.selection import selection_markdown, select_release
+from fteforge.release.selection import select_release, selection_markdown
 from fteforge.specs import load_spec_set
 
 

@@ -8,7 +8,6 @@ removed, so a folder under `releases/` is always complete (its SHA256SUMS is wri
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
