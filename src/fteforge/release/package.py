@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from fteforge.agent import today_label
+from fteforge.data.records import write_jsonl, write_text
 from fteforge.errors import FteforgeError
 from fteforge.models.base import library_versions, sha256_file
 from fteforge.release import cards
@@ -109,18 +110,12 @@ def release_chat_template(system_prompt: str) -> str:
 
 
 def write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
-
-
-def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in rows))
+    write_text(path, json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
 
 
 def write_tools(out: Path, specs: SpecSet) -> None:
     """tools.json for `apply_chat_template(tools=...)`; key order kept, as the template renders it."""
-    (out / "tools.json").write_text(json.dumps(specs.tools.as_json_schemas(), indent=2, ensure_ascii=False) + "\n")
+    write_text(out / "tools.json", json.dumps(specs.tools.as_json_schemas(), indent=2, ensure_ascii=False) + "\n")
 
 
 def copy_specs(specs: SpecSet, out: Path) -> dict[str, str]:
@@ -135,22 +130,12 @@ def copy_specs(specs: SpecSet, out: Path) -> dict[str, str]:
 
 def save_full_model(model_dir: Path, out: Path, *, base_dir: Path, system_prompt: str, max_shard_size: str) -> None:
     """A full model folder (an adapter is merged into its base first), safetensors only."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from fteforge.evaluation.runner import load_model
 
-    from fteforge.evaluation.runner import _require_safetensors, load_model, model_kind
-
-    if model_kind(model_dir) == "adapter":
-        loaded = load_model(model_dir, base_dir, "cpu")
-        model, tokenizer = loaded.model, loaded.tokenizer
-    else:
-        _require_safetensors(model_dir, "*.safetensors")
-        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, use_safetensors=True,
-                                                     trust_remote_code=False)
-        tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
-    model.save_pretrained(out, max_shard_size=max_shard_size, safe_serialization=True)
-    tokenizer.chat_template = release_chat_template(system_prompt)
-    tokenizer.save_pretrained(out)
+    loaded = load_model(model_dir, base_dir, "cpu")  # refuses pickles and remote code
+    loaded.model.save_pretrained(out, max_shard_size=max_shard_size, safe_serialization=True)
+    loaded.tokenizer.chat_template = release_chat_template(system_prompt)
+    loaded.tokenizer.save_pretrained(out)
 
 
 def _ab(results: Mapping[str, Any]) -> dict[str, Any]:
@@ -339,10 +324,14 @@ def fill_persona_release(work: Path, *, specs: SpecSet, params: Any, adapter_dir
     """Write the persona-adapter release (seed 001's layout) into `work`; returns its metadata."""
     from transformers import AutoTokenizer
 
-    from fteforge.evaluation.runner import _require_safetensors
     from fteforge.release.samples import sample_interactions
 
-    _require_safetensors(adapter_dir, "adapter_model.safetensors")
+    # generated first: loading the adapter is also the check that it is safetensors and fits its base
+    progress(f"sample interactions ({len(params.sample_prompts)} prompts)")
+    samples = sample_interactions(adapter_dir, specs, params.sample_prompts, today=params.today,
+                                  max_new_tokens=params.sample_max_new_tokens, threads=params.threads,
+                                  base_dir=base_dir)
+    write_jsonl(work / "examples" / "sample_interactions.jsonl", samples)
     for f in ("adapter_model.safetensors", "adapter_config.json"):
         shutil.copyfile(adapter_dir / f, work / f)
     tokenizer = AutoTokenizer.from_pretrained(adapter_dir if (adapter_dir / "tokenizer_config.json").is_file()
@@ -359,9 +348,4 @@ def fill_persona_release(work: Path, *, specs: SpecSet, params: Any, adapter_dir
     write_json(work / "release_metadata.json", meta)
     (work / "README.md").write_text(cards.persona_readme(meta))
     (work / "PERSONA_SPEC.md").write_text(cards.persona_spec_md(specs.persona, f"specs/{specs.files['PersonaSpec'].name}"))
-    progress(f"sample interactions ({len(params.sample_prompts)} prompts)")
-    write_jsonl(work / "examples" / "sample_interactions.jsonl",
-                sample_interactions(adapter_dir, specs, params.sample_prompts, today=params.today,
-                                    max_new_tokens=params.sample_max_new_tokens, threads=params.threads,
-                                    base_dir=base_dir))
     return meta
