@@ -183,9 +183,10 @@ def test_evaluate_model_runs_every_kind(adapter_eval):
 def test_results_json_has_every_section(adapter_eval, tiny_llama_dir):
     base = evaluate_model(tiny_llama_dir, CASES, SPECS, TINY, latency=False)
     base_results = build_results("base", "base", base, SPECS, suites={})
+    from fteforge.evaluation.report import case_scores
     from fteforge.evaluation.runner import persona_case_scores
 
-    ab = win_rate(persona_case_scores(adapter_eval.records), base_results["persona_case_scores"], 200, 0)
+    ab = win_rate(persona_case_scores(adapter_eval.records), case_scores(base_results), 200, 0)
     adapters = {a: {"metrics": adapter_eval.metrics} for a in SPECS.adapters}
     r = build_results("merges/m", "merge", adapter_eval, SPECS, suites={"persona": {"cases": 2}}, ab=ab,
                       base_results=base_results, adapter_results=adapters,
@@ -325,8 +326,10 @@ def test_stages_write_their_declared_outputs(tmp_path, monkeypatch, tiny_llama_d
                                  (paths.merge_model_id("${key}"), "evaluate_merge")]:
         declared = dvc[stage_name].get("do", dvc[stage_name])
         outs = {next(iter(o)) if isinstance(o, dict) else o for o in declared["outs"]}
-        assert {str(paths.evaluation_results(model_id)), str(paths.evaluation_cases(model_id))} == outs
-        assert [next(iter(m)) for m in declared["metrics"]] == [str(paths.eval_metrics(model_id))]
+        assert {str(paths.evaluation_cases(model_id))} == outs
+        # the full results are a DVC metrics file too, so `dvc exp show` can list any of their numbers
+        assert [next(iter(m)) for m in declared["metrics"]] == [str(paths.evaluation_results(model_id)),
+                                                                 str(paths.eval_metrics(model_id))]
     merged = json.loads(paths.evaluation_results(paths.merge_model_id("m1")).read_text())
     assert merged["model"]["merge"]["merge.size_mb"] == 0.2 and merged["ab_vs_base"]["n"] == 2
     assert merged["preservation"]["persona"]["adapter_name"] == SPECS.persona.adapter
@@ -335,6 +338,8 @@ def test_stages_write_their_declared_outputs(tmp_path, monkeypatch, tiny_llama_d
     assert merged["scorer_validation"]["persona_scorer_accuracy"] > 0.5
     flat = json.loads(paths.eval_metrics(paths.merge_model_id("m1")).read_text())
     assert {"eval.persona", "eval.agentic", "eval.combined", "eval.gates_passed"} <= set(flat)
+    assert {f"gate.{g['metric']}" for g in merged["gates"]} <= set(flat)
+    assert all(set(row) == {"id", "score"} for row in merged["persona_case_scores"])
     assert len(paths.evaluation_cases("base").read_text().splitlines()) == len(CASES)
     comparison = json.loads(paths.COMPARISON_JSON.read_text())
     assert [v["model"] for v in comparison["versions"]] == ["base", *map(paths.adapter_model_id, params["train"]["adapters"]),

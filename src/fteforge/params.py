@@ -220,9 +220,9 @@ class MergeParams(SpecModel):
 class EvalTokenCaps(SpecModel):
     """Most new tokens per assistant turn, per suite kind (a call needs ~45, a reply ~60)."""
 
-    persona: int = Field(default=64, gt=0, description="each turn of a persona case (call and final reply)")
-    agentic: int = Field(default=48, gt=0, description="the first turn of an agentic case (the call)")
-    combined: int = Field(default=64, gt=0, description="each turn of a combined case")
+    persona: int = Field(default=96, gt=0, description="each turn of a persona case (call and final reply)")
+    agentic: int = Field(default=96, gt=0, description="the first turn of an agentic case (the call)")
+    combined: int = Field(default=96, gt=0, description="each turn of a combined case")
 
 
 class LatencyParams(SpecModel):

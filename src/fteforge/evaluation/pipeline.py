@@ -61,7 +61,7 @@ def evaluate_stage(model_id: str, role: str, model_dir: Path, specs: SpecSet, pa
                    merge_metrics: Path | None = None,
                    progress: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
     """Evaluate one model of the pipeline on the held-out suites and write its three outputs."""
-    from fteforge.evaluation.report import build_results
+    from fteforge.evaluation.report import build_results, case_scores
     from fteforge.evaluation.runner import evaluate_model, persona_case_scores, win_rate
 
     needed_by = f"evaluating {model_id}"
@@ -80,7 +80,7 @@ def evaluate_stage(model_id: str, role: str, model_dir: Path, specs: SpecSet, pa
                         progress=progress)
     ab = None
     if base_results is not None:
-        ab = win_rate(persona_case_scores(ev.records), base_results["persona_case_scores"],
+        ab = win_rate(persona_case_scores(ev.records), case_scores(base_results),
                       params.bootstrap_samples, params.seed)
     results = build_results(model_id, role, ev, specs, suites=suites, ab=ab, base_results=base_results,
                             adapter_results=adapter_results, merge_info=merge_info,

@@ -165,9 +165,15 @@ def build_results(name: str, role: str, ev: ModelEvaluation, specs: SpecSet, *, 
         "gates": rows,
         "gates_summary": gate_summary(rows),
         "failed_cases": failed,
-        "persona_case_scores": persona_case_scores(ev.records),
+        # a list, not an id -> score map: DVC reads this file as metrics and would make every case a column
+        "persona_case_scores": [{"id": k, "score": v} for k, v in persona_case_scores(ev.records).items()],
         "scorer_validation": dict(scorer_validation) if scorer_validation else None,
     }
+
+
+def case_scores(results: Mapping[str, Any]) -> dict[str, float]:
+    """Persona score per case id of an EVALUATION_RESULTS.json (the A/B reference of later models)."""
+    return {row["id"]: row["score"] for row in results["persona_case_scores"]}
 
 
 def flat_metrics(results: Mapping[str, Any]) -> dict[str, Any]:
@@ -184,6 +190,8 @@ def flat_metrics(results: Mapping[str, Any]) -> dict[str, Any]:
         "eval.gates_passed": s["passed"],
         "eval.gates_failed": s["failed"],
     }
+    # every gate's outcome as its own `dvc exp show` column
+    out |= {f"gate.{g['metric']}": g["status"] for g in results["gates"]}
     if results["model"]["role"] == "merge":
         out |= {"eval.persona_preservation": m.get("unified.persona_preservation"),
                 "eval.agentic_preservation": m.get("unified.agentic_preservation"),
