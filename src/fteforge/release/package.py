@@ -197,12 +197,19 @@ def _adapter_source(adapter: str, adapters_root: Path, specs: SpecSet) -> dict[s
             "sha256": sha256_file(weights), "adapter_config_sha256": sha256_file(folder / "adapter_config.json")}
 
 
+def base_label(base_fingerprint: Mapping[str, Any]) -> dict[str, str]:
+    """The base model's name for a model card, and where it came from (prepare_base's `source`)."""
+    source = base_fingerprint.get("source") or {}
+    if source.get("kind") == "gguf":  # SmolLM2-135M-Instruct.Q4_1.gguf -> SmolLM2-135M-Instruct
+        return {"label": source["file"].split(".")[0], "source": source.get("package") or source["file"]}
+    ref = str(source.get("ref") or "base model")
+    return {"label": Path(ref).name if source.get("kind") == "local" else ref, "source": ref}
+
+
 def _common(results: Mapping[str, Any], base_fingerprint: Mapping[str, Any], release_path: str, license_: str,
             today: str) -> dict[str, Any]:
-    source = base_fingerprint.get("source") or {}
     return {
-        "base": {"label": base_fingerprint.get("label") or source.get("file", "").split(".")[0] or "base model",
-                 "source": source.get("package") or source.get("path") or source.get("kind", "local"),
+        "base": {**base_label(base_fingerprint),
                  "fingerprint": base_fingerprint["fingerprint"],
                  "num_parameters": base_fingerprint.get("num_parameters")},
         "license": license_,
