@@ -89,6 +89,7 @@ def test_release_is_created_then_left_alone_then_refused(tmp_path):
     target = tmp_path / "releases" / "x-v1.0.0"
     assert build_release(target, _writer("one")) == "created"
     assert verify(target) == [] and (target / SUMS).read_text().count("\n") == 2
+    assert {oct(p.stat().st_mode & 0o777) for p in (target, target / "a.txt", target / "sub")} == {"0o755", "0o644"}
     before = {p: p.stat().st_mtime_ns for p in target.rglob("*")}
     assert build_release(target, _writer("one")) == "unchanged"
     assert {p: p.stat().st_mtime_ns for p in target.rglob("*")} == before
@@ -261,7 +262,7 @@ GOLDEN_METADATA = {
     "merge": {"candidate": "v2_ties", "engine": "mergekit", "method": "ties",
               "weights": {"task_api_persona": 0.6, "task_api_agentic": 0.4}, "density": 0.5, "normalize": True,
               "update_density": 0.74, "size_mb": 538.09, "config_file": "mergekit_config.yml"},
-    "selection": {"reasons": ["2 of 7 candidates pass every gate", "highest combined.score among them: v2_ties = 0.8725"]},
+    "selection": {"reasons": ["2 of 7 candidates pass every gate", "highest combined.score: v2_ties = 0.8725"]},
     "sources": {"persona": {"name": "task_api_persona", "spec": "taskmaster_persona.yaml", "sha256": "a" * 64},
                 "agentic": {"name": "task_api_agentic", "spec": "task_api_agentic.yaml", "sha256": "b" * 64}},
     "limitations": ["One tool call per turn."], "libraries": {"torch": "2.13.0", "transformers": "5.17.0"},

@@ -67,6 +67,13 @@ def _differences(old: Path, new: Path) -> list[str]:
     return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
 
 
+def _readable(folder: Path) -> None:
+    # mkdtemp and atomic writers create owner-only modes; a published release is read by anyone
+    folder.chmod(0o755)
+    for p in folder.rglob("*"):
+        p.chmod(0o755 if p.is_dir() else 0o644)
+
+
 def build_release(target: Path, fill: Callable[[Path], None]) -> str:
     """Build `target` with `fill(tmp)`; returns "created" or "unchanged". Raises ReleaseConflict.
 
@@ -81,6 +88,7 @@ def build_release(target: Path, fill: Callable[[Path], None]) -> str:
     try:
         fill(work)
         (work / SUMS).write_text(sha256sums(work))
+        _readable(work)
         if target.exists():
             changed = _differences(target, work)
             if changed:

@@ -98,7 +98,9 @@ def select_release(results: Mapping[str, Mapping[str, Any]], rule: SelectionRule
         elif rule.require_all_gates:
             reasons.append(f"{len(passing)} of {len(rows)} candidates pass every gate")
         ranked = passing if passing else rows
-        reasons.append(f"highest {rule.rank_by} among them: {chosen['candidate']} = {_fmt(chosen['rank_value'])}"
+        basis = (f"highest {rule.rank_by}" if passing or not rule.require_all_gates
+                 else f"fewest failed gates, then highest {rule.rank_by}")
+        reasons.append(f"{basis}: {chosen['candidate']} = {_fmt(chosen['rank_value'])}"
                        if len(ranked) > 1 else f"{chosen['candidate']} is the only candidate left")
         ties = [r for r in ranked if r is not chosen and r["rank_value"] == chosen["rank_value"]]
         if ties:
