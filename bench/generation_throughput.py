@@ -1,6 +1,6 @@
 """Batched vs single-stream greedy generation on the real base: tokens/s and their ratio (target >= 5x).
 
-Run:  .venv/bin/python bench/generation_throughput.py [--prompts 16] [--single 6] [--max-new-tokens 32]
+Run:  .venv/bin/python bench/generation_throughput.py [--prompts 32] [--batch-size 32] [--single 6] [--max-new-tokens 32]
 Writes bench/results/generation_throughput.json.
 
 Prompts are the first agentic evaluation cases rendered through the agent loop (~340 tokens each, ~300
@@ -36,9 +36,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--base", default=str(ROOT / "data" / "base"))
     ap.add_argument("--suite", default=str(ROOT / "data" / "eval" / "agentic.jsonl"))
-    ap.add_argument("--prompts", type=int, default=16)
+    ap.add_argument("--prompts", type=int, default=32)
     ap.add_argument("--single", type=int, default=6, help="prompts for the single-stream runs")
-    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--max-new-tokens", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "generation_throughput.json"))
@@ -48,18 +48,18 @@ def main() -> None:
 
     quiet_libraries()
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from fteforge.agent import conversation, render
     from fteforge.data.records import load_suite
     from fteforge.evaluation.generation import _encode, generate_batch, generate_one
+    from fteforge.evaluation.runner import load_model
     from fteforge.evaluation.shared_prefix import PrefixCachedGenerator
     from fteforge.specs import load_spec_set
 
     torch.set_num_threads(args.threads)
     specs = load_spec_set(ROOT / "specs")
-    tok = AutoTokenizer.from_pretrained(args.base)
-    model = AutoModelForCausalLM.from_pretrained(args.base, dtype=torch.float32, use_safetensors=True).eval()
+    loaded = load_model(args.base)  # the evaluate stages' loader (safetensors, copy-free GQA attention on CPU)
+    model, tok = loaded.model, loaded.tokenizer
     cases = load_suite(Path(args.suite))[: args.prompts]
     prompts = [render(tok, conversation(specs.agentic, c.user_text), specs.tools, c.today or "2026-11-23",
                       add_generation_prompt=True) for c in cases]

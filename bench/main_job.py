@@ -1,11 +1,13 @@
 """The main job's wall clock: a full default `dvc repro` from a clean clone, a no-op, a one-candidate change.
 
-    .venv/bin/python bench/main_job.py [--candidate v2_ties] [--out bench/results/main_job.json]
+    .venv/bin/python bench/main_job.py [--candidate v2_ties] [--out bench/results/main_job.json] [--export-to .]
 
 Clones the current commit into a temporary folder (the environment is this checkout's .venv, so the
 timing starts from "environment installed"), runs `dvc repro`, times every stage from the streamed
 output, then a second `dvc repro` (the no-op), then changes one merge candidate's weight and lists
 what `dvc repro --dry` would rerun and times the real rerun. Results go to JSON after every step.
+`--export-to REPO` copies the full build (dvc.lock, data/, releases/, the DVC cache) into REPO right
+after the full run, so the measured build is also the one that checkout commits.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -53,10 +56,18 @@ def timed_repro(repo: Path, env: dict[str, str], *args: str) -> dict:
     return {"wall_s": round(end - start, 1), "stages_s": stages}
 
 
+def export(clone: Path, target: Path) -> None:
+    for rel in ("data", "releases", ".dvc/cache"):
+        if (clone / rel).exists():
+            shutil.copytree(clone / rel, target / rel, symlinks=True, dirs_exist_ok=True)
+    shutil.copy2(clone / "dvc.lock", target / "dvc.lock")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--candidate", default=None, help="merge candidate to change (default: the first in params)")
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "main_job.json"))
+    ap.add_argument("--export-to", default=None, help="checkout to receive the full build's outputs")
     args = ap.parse_args()
     out = Path(args.out)
     env = {**os.environ, "PATH": f"{REPO / '.venv' / 'bin'}:{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1",
@@ -75,6 +86,8 @@ def main() -> None:
         env["DVC_SITE_CACHE_DIR"] = str(repo / ".dvc" / "site-cache")
         result["full_repro"] = timed_repro(repo, env)
         save()
+        if args.export_to:
+            export(repo, Path(args.export_to))
         start = time.perf_counter()
         noop = timed_repro(repo, env)
         result["noop_repro"] = {"wall_s": round(time.perf_counter() - start, 2), "stages_run": sorted(noop["stages_s"])}

@@ -93,6 +93,25 @@ def tiny_model(tiny_llama_dir):
 
 # -- generation and the loop ----------------------------------------------------------------------------
 
+def test_copy_free_gqa_attention_gives_the_stock_logits(tiny_model, tiny_llama_dir):
+    """The evaluation loader switches a grouped-query model to mask + enable_gqa SDPA on CPU: same logits."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from fteforge.models.attention import NAME
+
+    assert tiny_model.model.config._attn_implementation == NAME
+    stock = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.float32).eval()
+    assert stock.config._attn_implementation == "sdpa"
+    ids = torch.randint(5, 200, (3, 12), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones_like(ids)
+    mask[0, :4] = 0  # left padding: the case that made the stock path copy the cache
+    with torch.inference_mode():
+        ours = tiny_model.model(input_ids=ids, attention_mask=mask).logits
+        ref = stock(input_ids=ids, attention_mask=mask).logits
+    assert torch.allclose(ours[mask.bool()], ref[mask.bool()], atol=1e-5)
+
+
 def test_prefix_cached_batches_equal_single_stream(tiny_model):
     """The shared system prompt computed once, suffixes left-padded behind it: same tokens as one by one."""
     from fteforge.agent import conversation, render

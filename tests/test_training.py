@@ -60,6 +60,28 @@ def test_labels_cover_only_the_trained_turn(tiny_llama_dir: Path) -> None:
     assert row["labels"][0] == IGNORE and row["length"] == len(row["input_ids"])
 
 
+def test_all_assistant_turns_learns_the_call_and_the_reply(tiny_llama_dir: Path) -> None:
+    tok = AutoTokenizer.from_pretrained(tiny_llama_dir)
+    msgs = conversation(SPECS.agentic, "Add errand 1", call=("create_task", {"title": "errand 1"}),
+                        result={"ok": True, "task": {"id": 1, "title": "errand 1"}}, reply="Done! What's next?")
+    ex = Example(id="p0", adapter="tiny", category="create", scenario="s", today="2026-11-23", messages=msgs,
+                 train_turn=4)
+    rows = {mode: tokenize_examples([ex], tok, SPECS.tools, 512, mode)[0] for mode in ("marked", "all_assistant")}
+    only_reply = tok.decode([t for t, lab in zip(rows["marked"]["input_ids"], rows["marked"]["labels"], strict=True)
+                             if lab != IGNORE])
+    assert only_reply == "Done! What's next?<|im_end|>"
+    both = rows["all_assistant"]
+    learned = [i for i, lab in enumerate(both["labels"]) if lab != IGNORE]
+    spans = [[learned[0]]]
+    for i in learned[1:]:
+        spans[-1].append(i) if i == spans[-1][-1] + 1 else spans.append([i])
+    assert [tok.decode([both["input_ids"][i] for i in s]) for s in spans] == [
+        '<tool_call>{"name": "create_task", "arguments": {"title": "errand 1"}}</tool_call><|im_end|>',
+        "Done! What's next?<|im_end|>"]
+    # the same token sequence either way: only the labels differ
+    assert both["input_ids"] == rows["marked"]["input_ids"]
+
+
 def test_training_lowers_loss_and_adapter_changes_outputs(tiny_llama_dir: Path, tmp_path: Path) -> None:
     live = tmp_path / "live"
     m = train(tiny_llama_dir, tmp_path, live_dir=live)
@@ -183,3 +205,21 @@ def test_shared_prefix_loss_and_gradients_equal_full_sequences(tiny_llama_dir: P
     assert abs(loss_full - loss_shared) < 1e-4
     for n in g_full:
         assert torch.allclose(g_full[n], g_shared[n], atol=1e-5, rtol=1e-3), n
+
+
+def test_copy_free_gqa_attention_gives_the_stock_gradients(tiny_llama_dir: Path) -> None:
+    """The trl backend's CPU attention (mask + enable_gqa) trains exactly like stock SDPA on a padded batch."""
+    from fteforge.models.attention import use_gqa_sdpa
+
+    ids = torch.randint(5, 200, (3, 16), generator=torch.Generator().manual_seed(1))
+    mask = torch.ones_like(ids)
+    mask[1, :5] = 0
+    grads = []
+    for switch in (False, True):
+        model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.float32, attn_implementation="sdpa")
+        if switch:
+            assert use_gqa_sdpa(model)
+        loss = model(input_ids=ids, attention_mask=mask, labels=ids.masked_fill(mask == 0, -100)).loss
+        loss.backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+    assert torch.allclose(grads[0], grads[1], atol=1e-6)

@@ -32,6 +32,7 @@ from fteforge.errors import FteforgeError, UnsafeWeightsError
 from fteforge.evaluation.scorers.combined import CombinedScorer
 from fteforge.evaluation.scorers.persona import PersonaCaseScorer
 from fteforge.evaluation.scorers.tool_call import ToolCallScorer
+from fteforge.models.attention import use_gqa_sdpa
 from fteforge.specs import SpecSet
 from fteforge.taskapi import TaskAPI, dump_result, seed_tasks
 from fteforge.toolformat import chat_template, parse_reply, tool_call_message, tool_result_message
@@ -141,6 +142,7 @@ def load_model(model_dir: Path | str, base_dir: Path | str | None = None, device
     if not tokenizer.chat_template:
         tokenizer.chat_template = chat_template()
     model.to(device).eval()
+    use_gqa_sdpa(model)
     return LoadedModel(model, tokenizer, kind, model_dir, base, device, time.perf_counter() - start)
 
 

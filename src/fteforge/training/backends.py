@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from fteforge.errors import FteforgeError
+from fteforge.models.attention import use_gqa_sdpa
 from fteforge.params import TrainKnobs
 from fteforge.registry import Registry
 
@@ -123,6 +124,8 @@ def train_trl(base_dir: Path, tokenizer, rows: list[dict[str, Any]], knobs: Trai
 
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32, attn_implementation="sdpa",
                                                  use_safetensors=True)
+    if not torch.cuda.is_available():
+        use_gqa_sdpa(model)  # padded batches: no copy of every key/value head per layer (models/attention.py)
     set_seed(seed)  # LoRA A is initialised randomly: seed it, or two runs of one config differ
     model = get_peft_model(model, _lora_config(knobs))
     return _run_trainer(model, tokenizer, rows, knobs, seed, ckpt_dir, resume_from, callbacks,

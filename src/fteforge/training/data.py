@@ -1,4 +1,4 @@
-"""Turn training examples into token ids with labels on the one assistant turn an adapter learns.
+"""Turn training examples into token ids with labels on the assistant turns an adapter learns.
 
 Tokenizing prompt and completion separately matches inference exactly: at serving time the prompt is
 tokenized up to `<|im_start|>assistant\n` and the model generates the rest, so the boundary tokens
@@ -28,16 +28,43 @@ def prompt_and_completion(example: Example, tokenizer, tools: ToolsSpec) -> tupl
     return prompt, full[len(prompt):].rstrip("\n")
 
 
-def tokenize_examples(examples: list[Example], tokenizer, tools: ToolsSpec, max_length: int) -> list[dict[str, Any]]:
+def learned_spans(example: Example, tokenizer, tools: ToolsSpec, learn_turns: str = "marked") -> list[tuple[str, bool]]:
+    """The conversation up to its train_turn as consecutive (text, learned) pieces.
+
+    `marked` learns the train_turn only; `all_assistant` learns every assistant turn up to it, each
+    piece cut exactly where generation would start and stop at serving time.
+    """
+    k = example.train_turn
+    turns = [k] if learn_turns == "marked" else [
+        i for i, m in enumerate(example.messages[: k + 1]) if m["role"] == "assistant"]
+    pieces: list[tuple[str, bool]] = []
+    done = 0
+    for i in turns:
+        prompt = render(tokenizer, example.messages[:i], tools, example.today, add_generation_prompt=True)
+        full = render(tokenizer, example.messages[: i + 1], tools, example.today)
+        if not full.startswith(prompt) or not prompt.startswith("".join(t for t, _ in pieces)):
+            raise FteforgeError(f"example {example.id}: the chat template does not extend the prompt prefix")
+        # The turn ends at the end-of-turn token; the newline after it belongs to the next turn.
+        completion = full[len(prompt):].rstrip("\n")
+        pieces += [(prompt[done:], False), (completion, True)]
+        done = len(prompt) + len(completion)
+    return pieces
+
+
+def tokenize_examples(examples: list[Example], tokenizer, tools: ToolsSpec, max_length: int,
+                      learn_turns: str = "marked") -> list[dict[str, Any]]:
     rows = []
     for ex in examples:
-        prompt, completion = prompt_and_completion(ex, tokenizer, tools)
-        p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        c = tokenizer(completion, add_special_tokens=False)["input_ids"]
-        if len(p) + len(c) > max_length:
+        ids: list[int] = []
+        labels: list[int] = []
+        for text, learned in learned_spans(ex, tokenizer, tools, learn_turns):
+            piece = tokenizer(text, add_special_tokens=False)["input_ids"]
+            ids += piece
+            labels += piece if learned else [IGNORE] * len(piece)
+        if len(ids) > max_length:
             raise FteforgeError(
-                f"example {ex.id} is {len(p) + len(c)} tokens, over train max_length {max_length}: "
+                f"example {ex.id} is {len(ids)} tokens, over train max_length {max_length}: "
                 "raise max_length in params.yaml or shorten the data"
             )
-        rows.append({"input_ids": p + c, "labels": [IGNORE] * len(p) + c, "length": len(p) + len(c)})
+        rows.append({"input_ids": ids, "labels": labels, "length": len(ids)})
     return rows

@@ -112,7 +112,7 @@ def train_adapter(
         torch.set_num_threads(threads)
     backend = resolve_backend(backend)
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
-    rows = tokenize_examples(examples, tokenizer, tools, knobs.max_length)
+    rows = tokenize_examples(examples, tokenizer, tools, knobs.max_length, knobs.learn_turns)
     key = run_key(rows, knobs, seed, backend, base_dir)
     ckpt_dir = Path(work_dir) / f"{adapter}-{key}"
     resume = last_complete_checkpoint(ckpt_dir)
