@@ -169,7 +169,7 @@ def test_unified_release_loads_documents_itself_and_rebuilds_identically(release
 
     meta = json.loads((target / "merge_metadata.json").read_text())
     results = json.loads((target / "EVALUATION_RESULTS.json").read_text())
-    assert meta["status"] == REQUIRES_ITERATION and meta["version"] == "1.0.0"
+    assert meta["status"] == REQUIRES_ITERATION and meta["version"] == release_inputs["params"].version
     assert meta["base"]["fingerprint"] == "0123456789abcdef"
     assert meta["merge"]["method"] == "ties" and "wall_s" not in meta["merge"]
     assert {s["name"] for s in meta["sources"].values()} == set(SPECS.adapters)
