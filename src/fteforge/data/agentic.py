@@ -79,6 +79,20 @@ RECURRENCE_WORDS = [("daily", "daily"), ("every day", "daily"), ("weekly", "week
 DESCRIPTION_MODS = [", description: {d}", ' with the details "{d}"', ". Details: {d}", " (description: {d})"]
 ID_REFS = ["task {n}", "#{n}", "number {n}", "task #{n}", "item {n}", "task number {n}"]
 TITLE_REFS = ['"{t}"', "{t}", 'the "{t}" task', "the task {t}"]
+# More ways of saying the same values, used by training examples only: eval cases draw from the shared
+# lists alone (and so stay byte-identical), while training sees each value in more surroundings.
+TRAIN_ONLY_MODS: dict[str, list] = {
+    "priority": [(" - high priority", "high"), (", it's urgent", "urgent"), (" (urgent)", "urgent"),
+                 (", priority low", "low"), (" (low priority)", "low"), (", priority high", "high")],
+    "tags": {1: [" and tag it {a}", " (tag {a})", ", tagged {a}"],
+             2: [", tags {a} and {b}", " tagged {a}, {b}", " and tag it {a} and {b}"]},
+    "category": [" (category: {c})", " in {c}", ", put it under {c}", " for the {c} category"],
+    "recurrence": [(", every day", "daily"), (" each week", "weekly"), (", repeat monthly", "monthly"),
+                   (" on a daily basis", "daily"), (", recurring weekly", "weekly"), (" each month", "monthly")],
+    "description": [", details: {d}", " - description: {d}", ' and describe it as "{d}"'],
+    "id_refs": ["task no. {n}", "id {n}", "the task with id {n}", "task {n} on my list"],
+    "title_refs": ["'{t}'", 'the task called "{t}"', "the {t} task"],
+}
 
 # -- phrasing templates: {title}/{x} for create; {ref} names a task; the rest are scenario slots ------
 
@@ -87,6 +101,11 @@ CREATE_TRAIN = [
     'please put "{title}" on my list{x}', "new task - {title}{x}", "I need to {title}{x}. can you add that?",
     'real quick: create a task called "{title}"{x}, thanks', "todo: {title}{x}",
     "don't let me forget to {title}{x}", "Could you please add {title} to my tasks{x}?",
+    "create a task: {title}{x}", "add to my to-do list: {title}{x}", "I have to {title}{x}, add it please",
+    "can you note down {title}{x}?", "need a reminder to {title}{x}", "Please create {title}{x}.",
+    "jot this down: {title}{x}", "new to-do: {title}{x}", "add {title} to the list{x}",
+    "make me a task to {title}{x}", "could you log a task: {title}{x}", "let's add {title}{x}",
+    "i should {title}{x} - add it", "set up a task for me: {title}{x}", "remind me: {title}{x}",
 ]
 CREATE_EVAL = [
     "put down {title}{x} for me", 'Create a to-do that says "{title}"{x}.', "would you mind adding {title}{x}?",
@@ -96,11 +115,16 @@ CREATE_EVAL = [
 COMPLETE_TRAIN = [
     "mark {ref} as done", "I finished {ref}", "{ref} is done", "complete {ref} please", "done with {ref}!",
     "hey, check off {ref}", "can you mark {ref} complete?", "just wrapped up {ref}, tick it off",
+    "{ref} is finished", "mark {ref} as completed", "I've done {ref}", "cross off {ref}", "finally finished {ref}!",
+    "complete {ref}", "you can mark {ref} done now", "{ref} - done, tick it", "got {ref} done today",
+    "mark off {ref} please",
 ]
 COMPLETE_EVAL = ["{ref} - finished it", "please close {ref}", "all done with {ref}", "set {ref} to completed"]
 DELETE_TRAIN = [
     "delete {ref}", "remove {ref} from my list", "get rid of {ref}", "please drop {ref}",
     "{ref} isn't needed anymore, delete it", "can you remove {ref}?", "hey, scrap {ref}", "trash {ref} please",
+    "delete {ref} from my tasks", "remove {ref}", "cancel {ref}, I won't do it", "{ref} is obsolete, remove it",
+    "take {ref} off the list", "please delete {ref}", "drop {ref} from the list", "no need for {ref} anymore, delete",
 ]
 DELETE_EVAL = ["erase {ref}", "I don't need {ref}, take it off", "could you wipe {ref}?", "{ref} can go, delete"]
 
@@ -108,75 +132,103 @@ TEMPLATES: dict[str, tuple[list[Template], list[Template]]] = {  # scenario -> (
     "complete with notes": (
         ["mark {ref} done, note: {note}", "finished {ref} - {note}", 'complete {ref} with the note "{note}"',
          "{ref} is done. notes: {note}", "close out {ref} and add a note: {note}",
-         "hey, I wrapped up {ref}. add this note: {note}"],
+         "hey, I wrapped up {ref}. add this note: {note}", 'I finished {ref}, note "{note}"',
+         "complete {ref} - note: {note}", "check off {ref} and note {note}", "{ref} done; notes: {note}"],
         ['done with {ref}; jot down "{note}"', "completed {ref} (note: {note})", "finish off {ref} and record: {note}"]),
     "list everything": (
         ["what's on my list?", "show me my tasks", "list my tasks", "what do I have to do?",
-         "hey, what tasks do I have?", "can you pull up my to-do list?", "give me a rundown of my tasks please"],
+         "hey, what tasks do I have?", "can you pull up my to-do list?", "give me a rundown of my tasks please",
+         "show my to-do list", "what tasks are there?", "list everything I have", "what am I working on?",
+         "let me see my tasks", "which tasks do I have?", "show all tasks"],
         ["remind me what I've got going on", "what's left for me?", "display my to-dos", "could I see my task list?"]),
     "list by status": (
         [("which tasks have I completed?", {"status": "completed"}), ("show me everything I've finished", {"status": "completed"}),
          ("list my done tasks", {"status": "completed"}), ("hey, what have I already checked off?", {"status": "completed"}),
          ("what's still pending?", {"status": "pending"}), ("show open tasks please", {"status": "pending"}),
          ("list all my tasks, including the finished ones", {"status": "all"}),
-         ("show every task, done or not", {"status": "all"})],
+         ("show every task, done or not", {"status": "all"}),
+         ("list my completed tasks", {"status": "completed"}), ("what did I finish already?", {"status": "completed"}),
+         ("which tasks are still open?", {"status": "pending"}), ("list pending tasks", {"status": "pending"}),
+         ("what haven't I done yet?", {"status": "pending"}),
+         ("show all tasks, finished and unfinished", {"status": "all"}),
+         ("list every task including completed ones", {"status": "all"})],
         [("which ones did I wrap up?", {"status": "completed"}), ("any tasks I've completed lately?", {"status": "completed"}),
          ("what remains unfinished?", {"status": "pending"}), ("show the whole list, completed ones too", {"status": "all"})]),
     "list by priority": (
         ["show my {p} tasks", "what's {p} on my list?", "list {p} tasks please", "any {p} tasks?",
-         "which of my tasks are {p}?", "hey, pull up everything {p}", "filter my tasks by priority: {pv}"],
+         "which of my tasks are {p}?", "hey, pull up everything {p}", "filter my tasks by priority: {pv}",
+         "list only the {p} ones", "what {p} tasks do I have?", "show me everything marked {p}",
+         "tasks with priority {pv}?"],
         ["I only want to see {p} items", "got anything {p} for me?", "display the {p} stuff"]),
     "list due before or after a date": (
         ["show tasks {w}", "what's {w}?", "list everything {w}", "which tasks are {w}?", "anything {w}?",
-         "hey, what do I have {w}?", "pull up my tasks {w} please"],
+         "hey, what do I have {w}?", "pull up my tasks {w} please", "list my tasks {w}", "what do I need to do {w}?",
+         "show me what's {w}", "are there tasks {w}?"],
         ["I want to see what is {w}", "tell me which to-dos are {w}", "got any items {w}?"]),
     "list by tag": (
         ["show tasks tagged {tag}", "what's tagged {tag}?", "anything with the tag {tag}?", "filter by tag {tag} please",
-         "which tasks have the {tag} tag?", "hey, find everything labelled {tag}"],
+         "which tasks have the {tag} tag?", "hey, find everything labelled {tag}", "list the {tag} tasks",
+         "show me tasks with tag {tag}", "what's labelled {tag}?", "tasks tagged {tag} please"],
         ["pull up items carrying the {tag} label", "give me the {tag}-tagged ones", "tasks marked with tag {tag}?"]),
     "list by category": (
         ["what's in the {cat} category?", "list everything under {cat}", "any tasks filed under {cat}?",
-         "filter by category: {cat}", "which tasks are in the {cat} category?", "hey, show me my {cat} category"],
+         "filter by category: {cat}", "which tasks are in the {cat} category?", "hey, show me my {cat} category",
+         "list my {cat} tasks", "show tasks in category {cat}", "what's under {cat}?", "category {cat}: what's there?"],
         ["display the {cat} bucket", "I want the tasks from category {cat} only", "anything sitting in {cat}?"]),
     "search by keyword": (
         ["search for {q}", "find tasks about {q}", "anything mentioning {q}?", "look up {q} in my tasks",
-         "do I have a task about {q}?", 'which tasks mention "{q}"?', "hey, search my list for {q} please"],
+         "do I have a task about {q}?", 'which tasks mention "{q}"?', "hey, search my list for {q} please",
+         "find {q}", "search my tasks for {q}", "any task with {q} in it?", "look for {q} on my list"],
         ["is there something on my list about {q}?", "locate tasks with {q} in them", "query my tasks for {q}"]),
     "change priority": (
         ["make {ref} {p}", "set the priority of {ref} to {pv}", "hey, {ref} is {p} now", "change {ref} to {p} please",
-         "can you mark {ref} as {p}?", "real quick, {ref} should be {p}"],
+         "can you mark {ref} as {p}?", "real quick, {ref} should be {p}", "update {ref}: priority {pv}",
+         "bump {ref} to {p}", "{ref} needs to be {p}", "change the priority on {ref} to {pv}",
+         "set {ref} to {p}", "please make {ref} {p}"],
         ["I'd like {ref} to be {p}", "{ref}: switch it to {p}", "please flag {ref} as {p}"]),
     "move the due date": (
         ["move {ref} to {d}", "push {ref} to {d}", "change the due date of {ref} to {d}", "hey, {ref} is now due {dd}",
-         "reschedule {ref} for {d}", "can you make {ref} due {dd}?"],
+         "reschedule {ref} for {d}", "can you make {ref} due {dd}?", "postpone {ref} to {d}",
+         "set the deadline of {ref} to {d}", "{ref} should be due {dd}", "update {ref} - due {dd}",
+         "bring {ref} forward to {d}", "change {ref}'s due date to {d}"],
         ["shift {ref} over to {d}", "the deadline for {ref} changed, it's {d} now", "update {ref} so it's due {dd}"]),
     "rename a task": (
         ["rename {ref} to {new}", 'change the title of {ref} to "{new}"', 'call {ref} "{new}" instead',
-         "{ref} should be called {new}", "hey, retitle {ref}: {new}", "can you rename {ref} as {new}?"],
+         "{ref} should be called {new}", "hey, retitle {ref}: {new}", "can you rename {ref} as {new}?",
+         "update the name of {ref} to {new}", 'rename {ref}: "{new}"', "edit {ref}, new title {new}",
+         "change {ref}'s title to {new}"],
         ['give {ref} the name "{new}"', "swap the title on {ref} for {new}", "{ref} -> {new}, please"]),
     "change description": (
         ['set the description of {ref} to "{desc}"', "add details to {ref}: {desc}", "update {ref}'s description: {desc}",
-         "change the description on {ref} to: {desc}", "hey, describe {ref} as {desc}", "{ref} details: {desc}"],
+         "change the description on {ref} to: {desc}", "hey, describe {ref} as {desc}", "{ref} details: {desc}",
+         "edit the description of {ref}: {desc}", 'give {ref} the description "{desc}"',
+         "update {ref} with the details: {desc}", "the description for {ref} should say {desc}"],
         ['for {ref}, write "{desc}" in the description', "put this in the description of {ref}: {desc}",
          "{ref} needs a description - {desc}"]),
     "set tags": (
         ["tag {ref} with {tags}", "set the tags on {ref} to {tags}", "label {ref} {tags}", "{ref} needs the tags {tags}",
-         "hey, tag {ref}: {tags}", "can you add the tag {tags} to {ref}?"],
+         "hey, tag {ref}: {tags}", "can you add the tag {tags} to {ref}?", "update {ref} with the tags {tags}",
+         "tags for {ref}: {tags}", "mark {ref} with the tags {tags}", "give {ref} the tags {tags}"],
         ["apply tags {tags} to {ref}", "{ref} should carry {tags} as tags", "put the labels {tags} on {ref}"]),
     "change category": (
         ["move {ref} to the {cat} category", "put {ref} under {cat}", "change the category of {ref} to {cat}",
-         "file {ref} under {cat}", "hey, {ref} belongs in the {cat} category", "can you set the category of {ref} to {cat}?"],
+         "file {ref} under {cat}", "hey, {ref} belongs in the {cat} category", "can you set the category of {ref} to {cat}?",
+         "update {ref}: category {cat}", "{ref} should be in {cat}", "set {ref}'s category to {cat}",
+         "assign {ref} to the {cat} category"],
         ["recategorize {ref} as {cat}", "{ref} goes in {cat} now", "switch {ref} into the {cat} category"]),
     "change recurrence": (
         ["make {ref} repeat {r}", "set {ref} to recur {r}", "{ref} should happen {r} from now on",
-         "change the recurrence of {ref} to {r}", "hey, {ref} repeats {r} now",
+         "change the recurrence of {ref} to {r}", "hey, {ref} repeats {r} now", "update {ref} to repeat {r}",
+         "{ref} should recur {r}", "make {ref} a recurring task, {r}", "set {ref} to repeat {r}",
+         ("{ref} doesn't need to recur anymore", {"recurrence": "none"}),
          ("stop repeating {ref}", {"recurrence": "none"}), ("{ref} is a one-off, it shouldn't repeat", {"recurrence": "none"})],
         ["have {ref} recur {r}", "switch {ref} to {r}", ("{ref} no longer needs to repeat", {"recurrence": "none"})]),
     "greetings and chit-chat": (
         ["hi", "hello!", "hey TaskMaster", "good morning", "how are you today?", "thanks, that's all for now",
          "thank you so much!", "what's up?", "good evening, how's it going?", "hey there, nice to meet you",
          "bye for now", "you're pretty helpful, thanks", "who are you?", "what can you do?", "ok cool",
-         "have a nice day"],
+         "have a nice day", "hey!", "good afternoon", "thanks a lot", "how's your day going?", "see you tomorrow",
+         "nice work", "are you a robot?", "hello there", "great, thanks!", "good night"],
         ["yo!", "morning TaskMaster, hope you're well", "cheers, talk later", "hiya, how have you been?",
          "appreciate the help today", "what's your name?"]),
     "productivity coaching questions": (
@@ -187,7 +239,10 @@ TEMPLATES: dict[str, tuple[list[Template], list[Template]]] = {  # scenario -> (
          "how do I stop multitasking?", "what should I do first in the morning to be productive?",
          "I always underestimate how long things take. help?", "how do I say no to extra work?",
          "tips for keeping a to-do list manageable?", "I feel like I'm not making progress on anything",
-         "how do I get back on track after a lost week?"],
+         "how do I get back on track after a lost week?", "how do I build a daily routine that sticks?",
+         "I have too many meetings, how do I get work done?", "what's time blocking?",
+         "how do I keep momentum on a long project?", "should I do the hardest task first?",
+         "I'm stressed about a deadline", "how can I plan a productive weekend?", "how do I stop checking email so often?"],
         ["my to-do list keeps growing faster than I can finish it, what do I do?",
          "how should I handle constant interruptions?", "what's the best way to look back on my week on Fridays?",
          "I get distracted by my phone all the time", "how do I decide what to drop when I'm overloaded?",
@@ -198,7 +253,10 @@ TEMPLATES: dict[str, tuple[list[Template], list[Template]]] = {  # scenario -> (
          "can you recommend a good movie?", "give me a recipe for pancakes", "who won the World Cup in 2018?",
          "can you book me an Uber?", "explain quantum computing in one sentence", "what's the square root of 144?",
          "write a haiku about coffee", "how do I convert miles to kilometers?", "play some music",
-         "what time is it in Tokyo?"],
+         "what time is it in Tokyo?", "what's 45 plus 19?", "how much is 12 percent of 300?",
+         "write a short story about a dragon", "who painted the Mona Lisa?", "send a text to my brother",
+         "what's the population of Canada?", "tell me a fun fact", "how tall is Mount Everest?",
+         "set an alarm for 7am", "what is the speed of light?", "sing me a song", "how many ounces in a pound?"],
         ["will it rain this weekend?", "compose a limerick about cats", "what is 250 divided by 5?",
          "how do you say thank you in Japanese?", "recommend a podcast about history", "order me a pizza"]),
 }
@@ -336,9 +394,13 @@ def _ref(ctx: _Ctx, by: str, pending: bool = False) -> tuple[str, str]:
     task = rng.choice([t for t in ctx.tasks if t["status"] == "pending" or not pending])
     ctx.ref = task
     if (by if by != "any" else rng.choice(["id", "title"])) == "id":
-        return rng.choice(ID_REFS).format(n=task["id"]), str(task["id"])
+        return rng.choice(_phrasings(ctx, "id_refs", ID_REFS)).format(n=task["id"]), str(task["id"])
     typed = _as_typed(ctx, task["title"])
-    return rng.choice(TITLE_REFS).format(t=typed), _cap(typed)
+    return rng.choice(_phrasings(ctx, "title_refs", TITLE_REFS)).format(t=typed), _cap(typed)
+
+
+def _phrasings(ctx: _Ctx, kind: str, shared: list) -> list:
+    return shared + TRAIN_ONLY_MODS[kind] if ctx.split == "train" else shared
 
 
 def _pick(ctx: _Ctx, pool: dict[Split, list[str]]) -> str:
@@ -348,22 +410,23 @@ def _pick(ctx: _Ctx, pool: dict[Split, list[str]]) -> str:
 def _modifier(ctx: _Ctx, kind: str) -> tuple[str, dict[str, Any]]:
     rng = ctx.rng
     if kind == "priority":
-        phrase, value = rng.choice(PRIORITY_MODS)
+        phrase, value = rng.choice(_phrasings(ctx, "priority", PRIORITY_MODS))
         return phrase, {"priority": value}
     if kind in ("date", "abs_date", "rel_date"):
         phrase, iso = _date_phrase(rng, ctx.today, {"date": "any", "abs_date": "abs", "rel_date": "rel"}[kind])
         return " " + phrase, {"due_date": iso}
     if kind == "tags":
         tags = rng.sample(TAGS[ctx.split], rng.choice([1, 1, 2]))
-        return rng.choice(TAG_MODS[len(tags)]).format(a=tags[0], b=tags[-1]), {"tags": tags}
+        mods = TAG_MODS[len(tags)] + (TRAIN_ONLY_MODS["tags"][len(tags)] if ctx.split == "train" else [])
+        return rng.choice(mods).format(a=tags[0], b=tags[-1]), {"tags": tags}
     if kind == "category":
         cat = _pick(ctx, CATEGORIES)
-        return rng.choice(CATEGORY_MODS).format(c=cat), {"category": cat}
+        return rng.choice(_phrasings(ctx, "category", CATEGORY_MODS)).format(c=cat), {"category": cat}
     if kind == "recurrence":
-        phrase, value = rng.choice(RECURRENCE_MODS)
+        phrase, value = rng.choice(_phrasings(ctx, "recurrence", RECURRENCE_MODS))
         return phrase, {"recurrence": value}
     desc = _pick(ctx, DESCRIPTIONS)
-    return rng.choice(DESCRIPTION_MODS).format(d=desc), {"description": desc}
+    return rng.choice(_phrasings(ctx, "description", DESCRIPTION_MODS)).format(d=desc), {"description": desc}
 
 
 def _create(*kinds: str) -> Callable[[_Ctx], tuple[dict, dict]]:

@@ -1,0 +1,127 @@
+"""Fast recipe probes on a lent GPU: train adapter variants with the TRL backend, score each on a suite.
+
+TRL + PEFT in fp32 on CUDA reproduces the CPU run's losses (agentic final loss 0.2827 on both, see
+bench/results/gpu/), so a GPU minute answers a question that costs ten CPU minutes: does this data or
+knob change move the held-out score? Winners then go through `dvc exp run` on CPU like any experiment.
+
+    PYTHONPATH=/tmp/site:src python3 scripts/gpu_recipe_probe.py --variants .gpu3/variants.json \
+        --suite .gpu3/agentic_eval.jsonl --gguf /tmp/base.gguf --budget-s 420
+
+variants.json: [{"name": ..., "adapter": "task_api_agentic", "data": "path.jsonl",
+                 "overrides": {"epochs": 2, "lora": {"layers": [15, ..., 29]}}, "eval": true}, ...]
+Results go to $OUT/recipe_probe.json, rewritten after every variant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+import traceback
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def deep_merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def run_variant(v: dict, base: Path, suite: Path | None, work: Path) -> dict:
+    import torch
+
+    from fteforge import paths
+    from fteforge.data.records import load_examples, load_suite
+    from fteforge.evaluation.runner import evaluate_model
+    from fteforge.params import EvaluateParams, TrainKnobs, TrainParams, load_params
+    from fteforge.specs import load_spec_set
+    from fteforge.training.trainer import train_adapter
+
+    specs = load_spec_set(paths.SPECS)
+    params = load_params("train", TrainParams)
+    knobs = TrainKnobs.model_validate(deep_merge(params.knobs_for(v["adapter"]).model_dump(), v.get("overrides", {})))
+    examples = load_examples(Path(v["data"]))
+    out_dir = work / "adapters" / v["name"]
+    t = time.perf_counter()
+    metrics = train_adapter(v["adapter"], base, examples, specs.tools, knobs, backend="trl", seed=params.seed,
+                            threads=params.threads, out_dir=out_dir, work_dir=work / "ckpt", gates=[],
+                            live_dir=None, progress=None)
+    res = {"knobs": knobs.model_dump(), "examples": len(examples), "train_process_s": round(time.perf_counter() - t, 1),
+           **{k: metrics[k] for k in ("train.final_loss", "train.first_loss", "train.steps", "train.wall_s",
+                                       "train.tokens_per_s", "adapter.size_mb")}}
+    if v.get("eval", True) and suite is not None:
+        ev_params = load_params("evaluate", EvaluateParams)
+        cases = load_suite(suite)
+        t = time.perf_counter()
+        ev = evaluate_model(out_dir, cases, specs, ev_params, base_dir=base, latency=False)
+        res["eval_s"] = round(time.perf_counter() - t, 1)
+        res["eval_device"] = ev.system.get("device_name")
+        res["metrics"] = {k: val for k, val in ev.metrics.items() if k.startswith("agentic.")}
+        res["failed"] = [{"id": r.id, "reason": r.reason[:200]} for r in ev.records if not r.passed]
+    torch.cuda.empty_cache()
+    return res
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--variants", required=True)
+    ap.add_argument("--suite")
+    ap.add_argument("--gguf", default="/tmp/base.gguf")
+    ap.add_argument("--base", default="/tmp/base")
+    ap.add_argument("--work", default="/tmp/probe")
+    ap.add_argument("--budget-s", type=float, default=420)
+    ap.add_argument("--out")
+    args = ap.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    os.chdir(ROOT)
+    deadline = time.monotonic() + args.budget_s
+    out = Path(args.out or Path(os.environ.get("OUT", "/tmp")) / "recipe_probe.json")
+    data: dict = {"started": time.strftime("%Y-%m-%dT%H:%M:%S"), "variants": {}}
+
+    def save() -> None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+    base = Path(args.base)
+    if not (base / "model.safetensors").is_file():
+        from fteforge.models.base import materialize_base
+        from fteforge.params import BaseParams, load_params
+
+        t = time.perf_counter()
+        bp = load_params("base", BaseParams).model_copy(update={"source": "local", "local_path": args.gguf})
+        data["base_fingerprint"] = materialize_base(bp, base, progress=lambda m: None)
+        data["base_s"] = round(time.perf_counter() - t, 1)
+        save()
+    import torch
+
+    data["device"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    for v in json.loads(Path(args.variants).read_text()):
+        need = v.get("need_s", 60)
+        if deadline - time.monotonic() < need:
+            data["variants"][v["name"]] = {"status": "skipped", "why": f"under {need}s left"}
+            save()
+            continue
+        t = time.perf_counter()
+        try:
+            res = {"status": "ok", **run_variant(v, base, Path(args.suite) if args.suite else None, Path(args.work))}
+        except Exception as exc:  # noqa: BLE001 - recorded, the next variant still runs
+            res = {"status": "error", "error": f"{type(exc).__name__}: {exc}"[:2000],
+                   "traceback": traceback.format_exc()[-3000:]}
+        res["process_s"] = round(time.perf_counter() - t, 1)
+        m = res.get("metrics", {})
+        print(f"== {v['name']}: {res['status']} loss {res.get('train.final_loss')} "
+              f"agentic {m.get('agentic.score')} ({res['process_s']}s)", flush=True)
+        data["variants"][v["name"]] = res
+        save()
+    data["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    save()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
