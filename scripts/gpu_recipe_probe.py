@@ -24,26 +24,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def deep_merge(base: dict, over: dict) -> dict:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
 def run_variant(v: dict, base: Path, suite: Path | None, work: Path) -> dict:
     import torch
 
     from fteforge import paths
     from fteforge.data.records import load_examples, load_suite
     from fteforge.evaluation.runner import evaluate_model
-    from fteforge.params import EvaluateParams, TrainKnobs, TrainParams, load_params
+    from fteforge.params import EvaluateParams, TrainKnobs, TrainParams, _deep_merge, load_params
     from fteforge.specs import load_spec_set
     from fteforge.training.trainer import train_adapter
 
     specs = load_spec_set(paths.SPECS)
     params = load_params("train", TrainParams)
-    knobs = TrainKnobs.model_validate(deep_merge(params.knobs_for(v["adapter"]).model_dump(), v.get("overrides", {})))
+    knobs = TrainKnobs.model_validate(_deep_merge(params.knobs_for(v["adapter"]).model_dump(), v.get("overrides", {})))
     examples = load_examples(Path(v["data"]))
     out_dir = work / "adapters" / v["name"]
     t = time.perf_counter()
