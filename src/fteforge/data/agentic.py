@@ -84,8 +84,8 @@ TITLE_REFS = ['"{t}"', "{t}", 'the "{t}" task', "the task {t}"]
 TRAIN_ONLY_MODS: dict[str, list] = {
     "priority": [(" - high priority", "high"), (", it's urgent", "urgent"), (" (urgent)", "urgent"),
                  (", priority low", "low"), (" (low priority)", "low"), (", priority high", "high")],
-    "tags": {1: [" and tag it {a}", " (tag {a})", ", tagged {a}"],
-             2: [", tags {a} and {b}", " tagged {a}, {b}", " and tag it {a} and {b}"]},
+    "tags_1": [" and tag it {a}", " (tag {a})", ", tagged {a}"],
+    "tags_2": [", tags {a} and {b}", " tagged {a}, {b}", " and tag it {a} and {b}"],
     "category": [" (category: {c})", " in {c}", ", put it under {c}", " for the {c} category"],
     "recurrence": [(", every day", "daily"), (" each week", "weekly"), (", repeat monthly", "monthly"),
                    (" on a daily basis", "daily"), (", recurring weekly", "weekly"), (" each month", "monthly")],
@@ -417,7 +417,7 @@ def _modifier(ctx: _Ctx, kind: str) -> tuple[str, dict[str, Any]]:
         return " " + phrase, {"due_date": iso}
     if kind == "tags":
         tags = rng.sample(TAGS[ctx.split], rng.choice([1, 1, 2]))
-        mods = TAG_MODS[len(tags)] + (TRAIN_ONLY_MODS["tags"][len(tags)] if ctx.split == "train" else [])
+        mods = _phrasings(ctx, f"tags_{len(tags)}", TAG_MODS[len(tags)])
         return rng.choice(mods).format(a=tags[0], b=tags[-1]), {"tags": tags}
     if kind == "category":
         cat = _pick(ctx, CATEGORIES)
