@@ -9,6 +9,11 @@ knob change move the held-out score? Winners then go through `dvc exp run` on CP
 
 variants.json: [{"name": ..., "adapter": "task_api_agentic", "data": "path.jsonl",
                  "overrides": {"epochs": 2, "lora": {"layers": [15, ..., 29]}}, "eval": true}, ...]
+A merge variant combines adapters trained by earlier variants in LoRA space (PEFT `cat` is the exact
+sum of the two updates, i.e. mergekit task_arithmetic at weights 1.0/1.0) and is scored like one:
+                {"name": ..., "merge": {"task_api_persona": "<variant>", "task_api_agentic": "<variant>"},
+                 "method": "cat", "weights": {"task_api_persona": 1.0, "task_api_agentic": 1.0}}
+--suite takes one or more suite files; metrics of every suite scored are reported.
 Results go to $OUT/recipe_probe.json, rewritten after every variant.
 """
 
@@ -24,13 +29,44 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_variant(v: dict, base: Path, suite: Path | None, work: Path) -> dict:
+def score(model_dir: Path, base: Path, suites: list[Path]) -> dict:
+    from fteforge import paths
+    from fteforge.data.records import load_suite
+    from fteforge.evaluation.runner import evaluate_model
+    from fteforge.params import EvaluateParams, load_params
+    from fteforge.specs import load_spec_set
+
+    specs = load_spec_set(paths.SPECS)
+    ev_params = load_params("evaluate", EvaluateParams)
+    cases = [c for f in suites for c in load_suite(f)]
+    t = time.perf_counter()
+    ev = evaluate_model(model_dir, cases, specs, ev_params, base_dir=base, latency=False)
+    return {"eval_s": round(time.perf_counter() - t, 1), "eval_device": ev.system.get("device_name"),
+            "metrics": {k: val for k, val in ev.metrics.items()
+                        if k.split(".")[0] in ("agentic", "persona", "combined") and not isinstance(val, dict)},
+            "failed": [{"id": r.id, "reason": r.reason[:200]} for r in ev.records if not r.passed]}
+
+
+def run_merge(v: dict, base: Path, suites: list[Path], work: Path) -> dict:
+    from fteforge.merging.engines.peft_engine import merge_lora
+
+    out_dir = work / "adapters" / v["name"]
+    adapters = {name: work / "adapters" / variant for name, variant in v["merge"].items()}
+    t = time.perf_counter()
+    merge_lora(base, adapters, out_dir, combination_type=v.get("method", "cat"),
+               weights=v.get("weights", dict.fromkeys(adapters, 1.0)), density=v.get("density"))
+    res = {"merge_s": round(time.perf_counter() - t, 1), "parts": v["merge"]}
+    if suites:
+        res.update(score(out_dir, base, suites))
+    return res
+
+
+def run_variant(v: dict, base: Path, suites: list[Path], work: Path) -> dict:
     import torch
 
     from fteforge import paths
-    from fteforge.data.records import load_examples, load_suite
-    from fteforge.evaluation.runner import evaluate_model
-    from fteforge.params import EvaluateParams, TrainKnobs, TrainParams, _deep_merge, load_params
+    from fteforge.data.records import load_examples
+    from fteforge.params import TrainKnobs, TrainParams, _deep_merge, load_params
     from fteforge.specs import load_spec_set
     from fteforge.training.trainer import train_adapter
 
@@ -46,15 +82,8 @@ def run_variant(v: dict, base: Path, suite: Path | None, work: Path) -> dict:
     res = {"knobs": knobs.model_dump(), "examples": len(examples), "train_process_s": round(time.perf_counter() - t, 1),
            **{k: metrics[k] for k in ("train.final_loss", "train.first_loss", "train.steps", "train.wall_s",
                                        "train.tokens_per_s", "adapter.size_mb")}}
-    if v.get("eval", True) and suite is not None:
-        ev_params = load_params("evaluate", EvaluateParams)
-        cases = load_suite(suite)
-        t = time.perf_counter()
-        ev = evaluate_model(out_dir, cases, specs, ev_params, base_dir=base, latency=False)
-        res["eval_s"] = round(time.perf_counter() - t, 1)
-        res["eval_device"] = ev.system.get("device_name")
-        res["metrics"] = {k: val for k, val in ev.metrics.items() if k.startswith("agentic.")}
-        res["failed"] = [{"id": r.id, "reason": r.reason[:200]} for r in ev.records if not r.passed]
+    if v.get("eval", True) and suites:
+        res.update(score(out_dir, base, suites))
     torch.cuda.empty_cache()
     return res
 
@@ -62,7 +91,7 @@ def run_variant(v: dict, base: Path, suite: Path | None, work: Path) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--variants", required=True)
-    ap.add_argument("--suite")
+    ap.add_argument("--suite", nargs="*", default=[])
     ap.add_argument("--gguf", default="/tmp/base.gguf")
     ap.add_argument("--base", default="/tmp/base")
     ap.add_argument("--work", default="/tmp/probe")
@@ -101,14 +130,16 @@ def main() -> int:
             continue
         t = time.perf_counter()
         try:
-            res = {"status": "ok", **run_variant(v, base, Path(args.suite) if args.suite else None, Path(args.work))}
+            run = run_merge if "merge" in v else run_variant
+            res = {"status": "ok", **run(v, base, [Path(f) for f in args.suite], Path(args.work))}
         except Exception as exc:  # noqa: BLE001 - recorded, the next variant still runs
             res = {"status": "error", "error": f"{type(exc).__name__}: {exc}"[:2000],
                    "traceback": traceback.format_exc()[-3000:]}
         res["process_s"] = round(time.perf_counter() - t, 1)
         m = res.get("metrics", {})
         print(f"== {v['name']}: {res['status']} loss {res.get('train.final_loss')} "
-              f"agentic {m.get('agentic.score')} ({res['process_s']}s)", flush=True)
+              f"persona {m.get('persona.overall_score')} agentic {m.get('agentic.score')} "
+              f"combined {m.get('combined.score')} ({res['process_s']}s)", flush=True)
         data["variants"][v["name"]] = res
         save()
     data["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")

@@ -1,7 +1,7 @@
 """Stage build_persona_dataset: TaskMaster conversations from the persona spec's scenario matrix.
 
 Inputs:  specs/taskmaster_persona.yaml, specs/task_api_agentic.yaml (system prompt), specs/task_api_tools.yaml,
-         params.yaml `persona_data:`
+         params.yaml `persona_data:`, data/agentic/train.jsonl (the call examples lent by agentic_call_share)
 Outputs: data/persona/{train.jsonl, rejected.jsonl, DATASET_CARD.md, review_sample.md},
          data/metrics/persona_data.json
 Run:     dvc repro build_persona_dataset
@@ -15,10 +15,18 @@ import sys
 from fteforge import paths
 from fteforge.cli import run_stage
 from fteforge.console import console, quiet_libraries, stage
+from fteforge.data.mixing import lend_call_examples
 from fteforge.data.persona import build_persona_dataset, render_card, render_review_sample
-from fteforge.data.records import write_jsonl, write_text
+from fteforge.data.records import load_examples, write_jsonl, write_text
 from fteforge.params import PersonaDataParams, load_params
 from fteforge.specs import load_spec_set
+
+
+def lent_section(lent: list, share: float) -> str:
+    if not lent:
+        return ""
+    return (f"\n## Lent call examples\n\n- {len(lent)} tool-call examples from `{paths.AGENTIC_TRAIN}` (share {share:g}), "
+            f"appended after the persona examples so both adapters learn the same calls; they keep their `agentic-` ids\n")
 
 
 def main() -> None:
@@ -32,15 +40,20 @@ def main() -> None:
             generator_params=params.generator_params, seed=params.seed, oversample=params.oversample,
             min_total=params.min_total,
         )
+        lent = lend_call_examples(load_examples(paths.AGENTIC_TRAIN), params.agentic_call_share,
+                                  specs.persona.adapter) if params.agentic_call_share else []
         write_jsonl(paths.PERSONA_REJECTED, rejected)
-        write_text(paths.PERSONA_CARD, render_card(card))
+        write_text(paths.PERSONA_CARD, render_card(card) + lent_section(lent, params.agentic_call_share))
         write_text(paths.PERSONA_REVIEW, render_review_sample(examples, k=params.review_sample, seed=params.seed))
         summary = {k: card[k] for k in ("total", "target_total", "kept", "rejected", "filter_pass_rate",
                                          "mean_score", "diversity", "unique_replies", "unique_users")}
+        if lent:
+            summary["lent_call_examples"] = len(lent)
         write_text(paths.PERSONA_STATS, json.dumps(summary, indent=2, sort_keys=True) + "\n")
         # the training file goes last: its presence means the whole dataset was written
-        write_jsonl(paths.PERSONA_TRAIN, [e.model_dump() for e in examples])
-    console.print(f"persona: {len(examples)} examples kept, {len(rejected)} rejected -> {paths.PERSONA_TRAIN}")
+        write_jsonl(paths.PERSONA_TRAIN, [e.model_dump() for e in [*examples, *lent]])
+    console.print(f"persona: {len(examples)} examples kept, {len(rejected)} rejected"
+                  + (f", {len(lent)} agentic call examples lent" if lent else "") + f" -> {paths.PERSONA_TRAIN}")
 
 
 if __name__ == "__main__":

@@ -140,6 +140,9 @@ class PersonaDataParams(SpecModel):
     oversample: float = Field(ge=1, description="candidates generated per needed example, before filtering")
     min_total: int = Field(gt=0, description="the dataset is topped up to at least this many examples")
     review_sample: int = Field(ge=0, description="random examples rendered for manual review")
+    agentic_call_share: float = Field(
+        default=0.0, ge=0, le=1,
+        description="share of the agentic dataset's call examples added to the persona data (data/mixing.py)")
 
 
 class AgenticDataParams(SpecModel):
