@@ -17,9 +17,20 @@ from fteforge.cli import run_stage
 from fteforge.console import console, quiet_libraries, stage
 from fteforge.data.mixing import lend_call_examples
 from fteforge.data.persona import build_persona_dataset, render_card, render_review_sample
-from fteforge.data.records import load_examples, write_jsonl, write_text
+from fteforge.data.records import Example, load_examples, write_jsonl, write_text
+from fteforge.errors import FteforgeError
 from fteforge.params import PersonaDataParams, load_params
 from fteforge.specs import load_spec_set
+
+
+def load_lendable(share: float) -> list[Example]:
+    if not share:
+        return []
+    if not paths.AGENTIC_TRAIN.is_file():
+        raise FteforgeError(f"params.yaml persona_data.agentic_call_share = {share:g} lends examples from "
+                            f"{paths.AGENTIC_TRAIN}, which does not exist. Fix: dvc repro build_agentic_dataset first "
+                            f"(`dvc repro` orders the two), or set agentic_call_share: 0")
+    return load_examples(paths.AGENTIC_TRAIN)
 
 
 def lent_section(lent: list, share: float) -> str:
@@ -40,8 +51,8 @@ def main() -> None:
             generator_params=params.generator_params, seed=params.seed, oversample=params.oversample,
             min_total=params.min_total,
         )
-        lent = lend_call_examples(load_examples(paths.AGENTIC_TRAIN), params.agentic_call_share,
-                                  specs.persona.adapter) if params.agentic_call_share else []
+        lent = lend_call_examples(load_lendable(params.agentic_call_share), params.agentic_call_share,
+                                  specs.persona.adapter)
         write_jsonl(paths.PERSONA_REJECTED, rejected)
         write_text(paths.PERSONA_CARD, render_card(card) + lent_section(lent, params.agentic_call_share))
         write_text(paths.PERSONA_REVIEW, render_review_sample(examples, k=params.review_sample, seed=params.seed))

@@ -13,7 +13,7 @@ from fteforge import paths
 from fteforge.data.evalsuites import build_eval_suites
 from fteforge.data.records import Example, load_examples, load_suite
 from fteforge.errors import FteforgeError
-from fteforge.params import EvalSuiteParams, load_params
+from fteforge.params import EvalSuiteParams, PersonaDataParams, load_params
 from fteforge.specs import load_spec_set
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,11 +34,18 @@ def _run(stage: str) -> None:
 
 
 def test_data_stages_write_their_declared_outputs(in_scratch: Path) -> None:
-    for stage in ("build_persona_dataset", "build_agentic_dataset", "build_eval_suites"):
+    share = load_params("persona_data", PersonaDataParams).agentic_call_share
+    with pytest.raises(FteforgeError, match="build_agentic_dataset first"):
+        _run("build_persona_dataset")  # it lends agentic examples: refused, not built without them
+    assert not paths.PERSONA_TRAIN.exists()
+    for stage in ("build_agentic_dataset", "build_persona_dataset", "build_eval_suites"):  # dvc.yaml's order
         _run(stage)
     persona = load_examples(paths.PERSONA_TRAIN)
     agentic = load_examples(paths.AGENTIC_TRAIN)
-    assert len(persona) >= 200 and len(agentic) >= 285
+    lent = [e for e in persona if e.id.startswith("agentic-")]
+    assert len(lent) == round(share * len(agentic)) > 0 and {e.adapter for e in lent} == {"task_api_persona"}
+    assert {e.id for e in lent} <= {e.id for e in agentic}
+    assert len(persona) - len(lent) >= 200 and len(agentic) >= 285
     for p in (paths.PERSONA_CARD, paths.PERSONA_REVIEW, paths.PERSONA_REJECTED, paths.AGENTIC_CARD):
         assert p.is_file()
     assert paths.PERSONA_REVIEW.read_text().count("\n## ") == 10
@@ -49,7 +56,7 @@ def test_data_stages_write_their_declared_outputs(in_scratch: Path) -> None:
     report = json.loads(paths.EVAL_SUITE_STATS.read_text())
     assert report["leaks"] == 0 and report["training_inputs_compared"] == len(persona) + len(agentic)
     stats = json.loads(paths.PERSONA_STATS.read_text())
-    assert stats["total"] == len(persona) and 0 < stats["diversity"]["replies"]["distinct_2"] <= 1
+    assert stats["total"] + stats["lent_call_examples"] == len(persona) and 0 < stats["diversity"]["replies"]["distinct_2"] <= 1
 
 
 def test_leakage_check_catches_a_planted_leak() -> None:
