@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 import shutil
 import time
 from pathlib import Path
@@ -340,6 +341,32 @@ def test_render_refuses_bad_knobs(tiny_llama_dir, adapters):
         mk.render_mergekit_config(tiny_llama_dir, {"x+y": Path("a+b")}, "ties", {"x+y": 1.0})
 
 
+def test_module_and_layer_weights_render_as_mergekit_filters(tiny_llama_dir, adapters):
+    from mergekit.config import MergeConfiguration, evaluate_setting
+
+    cfg = mk.render_mergekit_config(
+        tiny_llama_dir, adapters, "ties", {"persona": 0.5, "agentic": [0.2, 0.8]}, density=0.5,
+        module_weights={"mlp": {"persona": 0.3, "agentic": 0.7}, "q_proj": {"persona": 0.9, "agentic": 0.1}})
+    parsed = MergeConfiguration.model_validate(yaml.safe_load(mk.config_yaml(cfg)))
+    setting = {str(m.model.lora.path): m.parameters["weight"] for m in parsed.models}
+    persona, agentic = setting[str(adapters["persona"])], setting[str(adapters["agentic"])]
+    weight = lambda s, tensor, t=0.0: evaluate_setting(tensor, s, t, validate=float)  # noqa: E731
+    # first match wins; everything else falls through to `weights`, a list interpolating over depth
+    assert weight(persona, "model.layers.0.mlp.up_proj.weight") == 0.3
+    assert weight(agentic, "model.layers.0.self_attn.q_proj.weight") == pytest.approx(0.1)
+    assert weight(persona, "model.layers.0.self_attn.v_proj.weight") == 0.5
+    assert weight(agentic, "model.layers.0.self_attn.v_proj.weight", t=0.0) == pytest.approx(0.2)
+    assert weight(agentic, "model.layers.1.self_attn.v_proj.weight", t=1.0) == pytest.approx(0.8)
+    assert weight(agentic, "model.embed_tokens.weight", t=0.5) == pytest.approx(0.5)
+
+    with pytest.raises(FteforgeError, match="module_weights.mlp names"):
+        mk.render_mergekit_config(tiny_llama_dir, adapters, "ties", {"persona": 0.5, "agentic": 0.5},
+                                  module_weights={"mlp": {"persona": 1.0}})
+    with pytest.raises(FteforgeError, match="set normalize: true"):
+        mk.render_mergekit_config(tiny_llama_dir, adapters, "linear", {"persona": 0.5, "agentic": 0.5},
+                                  normalize=False, module_weights={"mlp": {"persona": 1.0, "agentic": 0.0}})
+
+
 # --- engines on the tiny model ----------------------------------------------------------------------
 
 @pytest.mark.slow
@@ -377,6 +404,30 @@ def test_mergekit_identity_merge_and_content_keyed_cache(tiny_llama_dir, adapter
     for k, v in got.items():
         torch.testing.assert_close(v, want[k], atol=ATOL, rtol=0, msg=k)
     print(f"3 mergekit runs: {time.perf_counter() - start:.1f} s")
+
+
+@pytest.mark.slow
+def test_module_weights_route_each_adapter_to_its_modules(tiny_llama_dir, adapters, tmp_path):
+    """task_arithmetic, persona 1.0 on the MLP only and agentic 1.0 everywhere else: each merged tensor
+    equals the base plus exactly one adapter's dW, the one its module was given to (atol 1e-5)."""
+    from fteforge.merging.build import build_merge
+
+    candidate = _candidate(method="task_arithmetic", weights={"persona": 0.0, "agentic": 1.0},
+                           module_weights={"mlp": {"persona": 1.0, "agentic": 0.0}})
+    metrics = build_merge("routed", candidate, base_dir=tiny_llama_dir, adapters_root=adapters["persona"].parent,
+                          decision_path=tmp_path / "none.json", out_dir=tmp_path / "routed",
+                          cache_dir=tmp_path / "cache", seed=0, threads=1)
+    assert metrics["merge.module_weights"] == {"mlp": {"persona": 1.0, "agentic": 0.0}}
+    got = _load_dir(tmp_path / "routed")
+    persona = _merged_reference(tiny_llama_dir, adapters["persona"])
+    agentic = _merged_reference(tiny_llama_dir, adapters["agentic"])
+    checked = 0
+    for key, tensor in got.items():
+        if key.endswith("proj.weight"):
+            want = persona[key] if ".mlp." in key else agentic[key]
+            torch.testing.assert_close(tensor, want, atol=ATOL, rtol=0, msg=key)
+            checked += 1
+    assert checked == 7 * 2  # q k v o gate up down, both layers of the tiny model
 
 
 @pytest.mark.slow
@@ -474,11 +525,15 @@ def test_merge_params_errors_name_the_field(tmp_path):
         "method: slerp": "is not a mergekit method",
         "engine: peft\n      method: cat\n      normalize: true": "the peft engine has none of them",
         "method: ties\n      wieghts: {a: 1}": "wieghts",
+        "method: ties\n      module_weights: {mlp: {a: 1.0}}": "give a weight for each of",
+        "method: ties\n      module_weights: {'': {a: 1.0, b: 0.0}}": "empty key",
+        "method: ties\n      weights: {a: [0.5], b: 0.5}": "needs 2\\+ values",
+        "engine: peft\n      method: cat\n      weights: {a: [0.2, 0.8], b: 0.5}": "the peft engine takes one number",
     }
     for body, message in bad.items():
         path = tmp_path / "params.yaml"
         path.write_text(f"merge:\n  seed: 0\n  threads: 1\n  candidates:\n    c1:\n      {body}\n"
-                        + ("      weights: {a: 0.5, b: 0.5}\n" if "weights" not in body else ""))
+                        + ("      weights: {a: 0.5, b: 0.5}\n" if not re.search(r"(^|\s)w[ie]+ghts:", body) else ""))
         with pytest.raises(ParamsError, match=message) as err:
             load_params("merge", MergeParams, path)
         assert str(path) in str(err.value) and "merge.candidates.c1" in str(err.value).replace(" > ", ".")

@@ -183,7 +183,14 @@ class MergeCandidate(SpecModel):
         description="mergekit: ties | dare_ties | linear | task_arithmetic | strategy (the unified spec's decision "
         "from analyze_adapters); peft: ties_svd | dare_ties_svd | cat | linear | ties | dare_ties | svd"
     )
-    weights: dict[str, float] = Field(min_length=2, description="adapter name -> weight")
+    weights: dict[str, float | list[float]] = Field(
+        min_length=2, description="adapter name -> weight; a list is a gradient over the layers (mergekit engine)"
+    )
+    module_weights: dict[str, dict[str, float | list[float]]] | None = Field(
+        default=None,
+        description="mergekit engine: tensor-name substring (mlp, self_attn, q_proj...) -> adapter -> weight; "
+        "the first matching entry wins and `weights` covers every other tensor",
+    )
     density: float | None = Field(default=None, gt=0, le=1, description="share of each task vector kept (ties/dare)")
     normalize: bool | None = Field(default=None, description="mergekit normalize; null = mergekit's default")
     rescale: bool | None = Field(default=None, description="dare_ties only: rescale kept entries")
@@ -200,6 +207,19 @@ class MergeCandidate(SpecModel):
             raise ValueError(f"method {self.method!r} is not a {self.engine} method; choose one of {list(known)}")
         if self.engine == "peft" and (self.normalize is not None or self.rescale is not None or self.lambda_ is not None):
             raise ValueError("normalize, rescale and lambda are mergekit knobs; the peft engine has none of them")
+        layered = any(isinstance(w, list) for w in self.weights.values())
+        if self.engine == "peft" and (layered or self.module_weights):
+            raise ValueError("per-layer (list) weights and module_weights are mergekit knobs; the peft engine takes "
+                             "one number per adapter")
+        for w in [*self.weights.values(), *(v for m in (self.module_weights or {}).values() for v in m.values())]:
+            if isinstance(w, list) and len(w) < 2:
+                raise ValueError(f"a list weight is a gradient over the layers and needs 2+ values, got {w}")
+        for key, per_adapter in (self.module_weights or {}).items():
+            if not key.strip():
+                raise ValueError("module_weights: an empty key would match every tensor; name a module (mlp, self_attn)")
+            if set(per_adapter) != set(self.weights):
+                raise ValueError(f"module_weights.{key} names adapters {sorted(per_adapter)}; give a weight for each of "
+                                 f"{sorted(self.weights)}, the adapters in `weights`")
         return self
 
 

@@ -82,12 +82,14 @@ def build_merge(name: str, candidate: Any, *, base_dir: Path, adapters_root: Pat
 
     start = time.perf_counter()
     if candidate.engine == "mergekit":
-        knobs: dict[str, Any] = {"normalize": candidate.normalize, "lambda_": candidate.lambda_}
+        knobs: dict[str, Any] = {"normalize": candidate.normalize, "lambda_": candidate.lambda_,
+                                 "module_weights": candidate.module_weights}
         if method in ("ties", "dare_ties"):
             knobs["density"] = candidate.density
         elif candidate.density is not None and candidate.method != "strategy":
             raise FteforgeError(f"params.yaml merge.candidates.{name}.density: {method} keeps every entry; "
-                                f"remove density or use ties/dare_ties")
+                                f"remove density (dvc exp run -S '~merge.candidates.{name}.density') or use "
+                                f"ties/dare_ties")
         if method == "dare_ties":
             knobs["rescale"] = candidate.rescale
         provenance = MERGE_ENGINES.get("mergekit")(
@@ -113,6 +115,8 @@ def build_merge(name: str, candidate: Any, *, base_dir: Path, adapters_root: Pat
         "merge.output": "model" if candidate.engine == "mergekit" else "adapter",
         "merge.notes": sorted(set(notes)),
     }
+    if candidate.module_weights:  # only when set: the metrics file of every other candidate stays byte-identical
+        metrics["merge.module_weights"] = candidate.module_weights
     if reasons:
         metrics["merge.strategy_reasons"] = reasons
     if candidate.engine == "mergekit":

@@ -74,13 +74,16 @@ def render_mergekit_config(
     normalize: bool | None = None,
     rescale: bool | None = None,
     lambda_: float | None = None,
+    module_weights: dict[str, dict[str, float | list[float]]] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A mergekit config dict (validated by MergeConfiguration) merging `adapters` (name -> dir) onto the base.
 
     density (ties/dare_ties only) is one value or one per adapter; normalize defaults to mergekit's
     default for the method, written out explicitly; rescale is dare_ties only; extra adds top-level
-    keys (out_dtype, chat_template...).
+    keys (out_dtype, chat_template...). A weight may be a list, which mergekit interpolates over the
+    layers; module_weights (tensor-name substring -> adapter -> weight) becomes mergekit's filtered
+    weights, first match first, with `weights` as the catch-all entry so no tensor goes unweighted.
     """
     from mergekit.config import MergeConfiguration
 
@@ -93,7 +96,15 @@ def render_mergekit_config(
         raise FteforgeError(f"density applies to ties/dare_ties only, not {method}")
     if rescale is not None and method != "dare_ties":
         raise FteforgeError("rescale applies to dare_ties only")
+    module_weights = module_weights or {}
+    for key, per_adapter in module_weights.items():
+        if set(per_adapter) != set(adapters):
+            raise FteforgeError(f"module_weights.{key} names {sorted(per_adapter)} but the adapters are {sorted(adapters)}")
     normalize = DEFAULT_NORMALIZE[method] if normalize is None else normalize
+    scalar = not module_weights and not any(isinstance(w, list) for w in weights.values())
+    if method == "linear" and not normalize and not scalar:
+        raise FteforgeError("linear without normalize needs one weight per adapter summing to 1; set normalize: true "
+                            "to use per-layer or per-module weights")
     if method == "linear" and not normalize and abs(sum(weights.values()) - 1) > 1e-6:
         raise FteforgeError(f"linear without normalize scales the base weights by sum(weights)={sum(weights.values())}; "
                             f"set normalize: true or weights that sum to 1")
@@ -101,7 +112,11 @@ def render_mergekit_config(
     base = _ref(base_dir)
     models = []
     for name in adapters:  # the caller's order, kept so the config reads as written
-        params: dict[str, Any] = {"weight": float(weights[name])}
+        params: dict[str, Any] = {"weight": _weight(weights[name])}
+        if module_weights:
+            params["weight"] = ([{"filter": key, "value": _weight(per_adapter[name])}
+                                 for key, per_adapter in module_weights.items()]
+                                + [{"value": params["weight"]}])
         if sparse:
             d = density.get(name, 1.0) if isinstance(density, dict) else density
             params["density"] = 1.0 if d is None else float(d)
@@ -128,6 +143,10 @@ def render_mergekit_config(
     config.update(extra or {})
     MergeConfiguration.model_validate(config)
     return config
+
+
+def _weight(w: float | list[float]) -> float | list[float]:
+    return [float(x) for x in w] if isinstance(w, list) else float(w)
 
 
 def config_yaml(config: dict[str, Any]) -> str:
