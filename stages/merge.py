@@ -3,7 +3,8 @@
 Inputs:  data/base, data/adapters/<adapters named in the candidate's weights>, data/analysis/strategy.json
          (for method: strategy), params.yaml `merge.seed`, `merge.threads`, `merge.candidates.<candidate>`
 Outputs: data/merges/<candidate>/ (mergekit: full model + mergekit_config.yml; peft: one merged adapter),
-         data/metrics/merge_<candidate>.json
+         data/metrics/merge_<candidate>.json (what was merged; the evaluation depends on it),
+         data/run_stats/merge_<candidate>.json (wall time, peak RSS; nothing depends on it)
 Run:     dvc repro merge@v2_ties
          dvc exp run -S merge.candidates.v2_ties.weights.task_api_persona=0.7   (reruns this candidate only)
 """
@@ -22,7 +23,7 @@ from fteforge.params import MergeParams, load_params
 
 def main(name: str) -> None:
     quiet_libraries()
-    from fteforge.merging.build import build_merge
+    from fteforge.merging.build import RUN_STATS, build_merge
 
     params = load_params("merge", MergeParams)
     candidate = params.candidate(name)
@@ -33,7 +34,10 @@ def main(name: str) -> None:
             decision_path=paths.STRATEGY_DECISION, out_dir=paths.merge_dir(name), cache_dir=paths.LORA_MERGE_CACHE,
             seed=params.seed, threads=params.threads,
         )
-        write_text(paths.merge_metrics(name), json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+        facts = {k: v for k, v in metrics.items() if k not in RUN_STATS}
+        run = {k: v for k, v in metrics.items() if k in RUN_STATS}
+        write_text(paths.merge_metrics(name), json.dumps(facts, indent=2, sort_keys=True) + "\n")
+        write_text(paths.merge_run_stats(name), json.dumps(run, indent=2, sort_keys=True) + "\n")
     console.print(f"{name}: {metrics['merge.engine']} {metrics['merge.method']}, {metrics['merge.size_mb']:.1f} MB, "
                   f"{metrics['merge.wall_s']:.0f} s, peak RSS {metrics['merge.peak_rss_mb']:.0f} MB")
 

@@ -33,7 +33,7 @@ def test_dvc_outs_match_paths_module() -> None:
     assert {str(paths.PERSONA_STATS), str(paths.AGENTIC_STATS), str(paths.EVAL_SUITE_STATS)} <= metrics
     assert str(paths.train_metrics("${key}")) in metrics
     assert {str(paths.ANALYSIS_DIR), str(paths.merge_dir("${key}"))} <= outs
-    assert {str(paths.ANALYSIS_METRICS), str(paths.merge_metrics("${key}"))} <= metrics
+    assert {str(paths.ANALYSIS_METRICS), str(paths.merge_metrics("${key}")), str(paths.merge_run_stats("${key}"))} <= metrics
     assert str(paths.STRATEGY_DECISION).startswith(str(paths.ANALYSIS_DIR))
     assert all(str(p).startswith(str(paths.EVAL_DIR)) for p in paths.EVAL_SUITES.values())
     assert paths.PERSONA_TRAIN.parent == paths.PERSONA_DATA_DIR and paths.AGENTIC_TRAIN.parent == paths.AGENTIC_DATA_DIR
@@ -135,6 +135,13 @@ def test_dvc_repro_end_to_end(scratch_repo: Path, smollm2_base: Path) -> None:
     again = run_dvc(scratch_repo, "repro")
     assert _ran(again.stdout) == set()
     assert "up to date" in run_dvc(scratch_repo, "status").stdout.lower()
+
+    # a merge rebuilt with the same bytes (as after a change to the merge code) stops there: its wall time
+    # goes to a file nothing depends on, so its evaluation and the release do not rerun
+    assert _ran(run_dvc(scratch_repo, "repro", "-f", "-s", "merge@mk_linear").stdout) == {"merge@mk_linear"}
+    assert json.loads((scratch_repo / paths.merge_run_stats("mk_linear")).read_text())["merge.wall_s"] > 0
+    assert "merge.wall_s" not in json.loads((scratch_repo / paths.merge_metrics("mk_linear")).read_text())
+    assert _would_run(scratch_repo) == set()
 
     # one scenario's target: the persona data and what depends on it, never the agentic side (the persona
     # spec also defines the scorer and gates every evaluation uses, so those rerun)

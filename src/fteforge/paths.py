@@ -67,7 +67,13 @@ def merge_dir(candidate: str) -> Path:
 
 
 def merge_metrics(candidate: str) -> Path:
+    """What the merge made (method, weights, size, update density): a dep of the candidate's evaluation."""
     return DATA / "metrics" / f"merge_{candidate}.json"
+
+
+def merge_run_stats(candidate: str) -> Path:
+    """How the run went (wall time, peak RSS): kept apart so a byte-identical rebuild reruns nothing after it."""
+    return DATA / "run_stats" / f"merge_{candidate}.json"
 
 EVALUATION_DIR = DATA / "evaluation"
 EVAL_BASE = "base"  # model ids: "base", "adapters/<adapter>", "merges/<candidate>"

@@ -15,6 +15,10 @@ from fteforge.errors import FteforgeError
 from fteforge.merging.engines import MERGE_ENGINES
 
 
+# Keys of build_merge's metrics that describe the run, not the merged bytes (stages/merge.py writes them apart).
+RUN_STATS = ("merge.wall_s", "merge.peak_rss_mb")
+
+
 def resolve_method(method: str, decision_path: Path) -> tuple[str, list[str]]:
     """`strategy` means the unified spec's choice recorded by analyze_adapters; other names stand for themselves."""
     if method != "strategy":
@@ -101,7 +105,7 @@ def build_merge(name: str, candidate: Any, *, base_dir: Path, adapters_root: Pat
             base_dir, adapters, out_dir, combination_type=method, weights=candidate.weights,
             density=candidate.density, svd_rank=candidate.svd_rank, seed=seed, threads=threads,
         )
-    wall = time.perf_counter() - start
+    wall = time.perf_counter() - start  # run stats: see RUN_STATS
     size = sum(f.stat().st_size for f in Path(out_dir).glob("*.safetensors"))
     metrics = {
         "merge.engine": candidate.engine,
