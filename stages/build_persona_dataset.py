@@ -15,7 +15,7 @@ import sys
 from fteforge import paths
 from fteforge.cli import run_stage
 from fteforge.console import console, quiet_libraries, stage
-from fteforge.data.mixing import lend_call_examples
+from fteforge.data.mixing import lend_call_examples, lent_card_section
 from fteforge.data.persona import build_persona_dataset, render_card, render_review_sample
 from fteforge.data.records import Example, load_examples, write_jsonl, write_text
 from fteforge.errors import FteforgeError
@@ -33,13 +33,6 @@ def load_lendable(share: float) -> list[Example]:
     return load_examples(paths.AGENTIC_TRAIN)
 
 
-def lent_section(lent: list, share: float) -> str:
-    if not lent:
-        return ""
-    return (f"\n## Lent call examples\n\n- {len(lent)} tool-call examples from `{paths.AGENTIC_TRAIN}` (share {share:g}), "
-            f"appended after the persona examples so both adapters learn the same calls; they keep their `agentic-` ids\n")
-
-
 def main() -> None:
     quiet_libraries()
     params = load_params("persona_data", PersonaDataParams)
@@ -54,7 +47,8 @@ def main() -> None:
         lent = lend_call_examples(load_lendable(params.agentic_call_share), params.agentic_call_share,
                                   specs.persona.adapter)
         write_jsonl(paths.PERSONA_REJECTED, rejected)
-        write_text(paths.PERSONA_CARD, render_card(card) + lent_section(lent, params.agentic_call_share))
+        write_text(paths.PERSONA_CARD, render_card(card)
+                   + lent_card_section(lent, params.agentic_call_share, str(paths.AGENTIC_TRAIN)))
         write_text(paths.PERSONA_REVIEW, render_review_sample(examples, k=params.review_sample, seed=params.seed))
         summary = {k: card[k] for k in ("total", "target_total", "kept", "rejected", "filter_pass_rate",
                                          "mean_score", "diversity", "unique_replies", "unique_users")}

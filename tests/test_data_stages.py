@@ -54,7 +54,7 @@ def test_data_stages_write_their_declared_outputs(in_scratch: Path) -> None:
     no_call = sum(c.expected_tool is None for c in suites["agentic"]) / len(suites["agentic"])
     assert no_call >= 0.2
     report = json.loads(paths.EVAL_SUITE_STATS.read_text())
-    assert report["leaks"] == 0 and report["training_inputs_compared"] == len(persona) + len(agentic)
+    assert report["leaks"] == 0 and report["training_inputs_compared"] == len(persona) + len(agentic) - len(lent)
     stats = json.loads(paths.PERSONA_STATS.read_text())
     assert stats["total"] + stats["lent_call_examples"] == len(persona) and 0 < stats["diversity"]["replies"]["distinct_2"] <= 1
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fteforge.data.mixing import lend_call_examples, pick_evenly
+from fteforge.data.mixing import lend_call_examples, lent_card_section, pick_evenly
 from fteforge.data.records import Example
 
 
@@ -28,3 +28,11 @@ def test_lent_examples_are_relabelled_but_keep_their_origin():
     assert len(lent) == 6 and {e.adapter for e in lent} == {"task_api_persona"}
     assert all(e.id.startswith("agentic-") for e in lent) and {e.category for e in lent} == {"create", "no_call"}
     assert all(a.adapter == "task_api_agentic" for a in agentic)  # copies: the agentic dataset is untouched
+
+
+def test_the_card_accounts_for_the_lent_examples():
+    agentic = [_example(i, c) for i, c in enumerate(["create", "list", "no_call", "update"])]
+    lent = lend_call_examples(agentic, 0.5, "task_api_persona")
+    section = lent_card_section(lent, 0.5, "data/agentic/train.jsonl")
+    assert "## Lent call examples" in section and "2 tool-call examples from `data/agentic/train.jsonl` (share 0.5)" in section
+    assert lent_card_section([], 0.0, "data/agentic/train.jsonl") == ""

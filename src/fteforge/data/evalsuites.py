@@ -27,6 +27,8 @@ def build_eval_suites(
         "combined": build_combined_eval_cases(specs.persona, specs.agentic, specs.tools, seed=params.seed + 3,
                                               n=params.combined_cases),
     }
+    # the persona data carries lent copies of agentic examples (data/mixing.py): compare each input once
+    train = list({(e.id, e.user): e for e in train}.values())
     check_leakage(suites, train, params.near_duplicate_threshold)
     agentic = suites["agentic"]
     report = {

@@ -26,3 +26,11 @@ def pick_evenly(items: Sequence, share: float) -> list:
 def lend_call_examples(agentic: Sequence[Example], share: float, adapter: str) -> list[Example]:
     """A share of the agentic examples, relabelled for `adapter`; ids keep their origin."""
     return [e.model_copy(update={"adapter": adapter}) for e in pick_evenly(agentic, share)]
+
+
+def lent_card_section(lent: Sequence[Example], share: float, source: str) -> str:
+    """The dataset card's account of the lent examples (empty when none were lent)."""
+    if not lent:
+        return ""
+    return (f"\n## Lent call examples\n\n- {len(lent)} tool-call examples from `{source}` (share {share:g}), "
+            f"appended after the persona examples so both adapters learn the same calls; they keep their `agentic-` ids\n")

@@ -14,7 +14,6 @@ from typing import Any
 from fteforge.errors import FteforgeError
 from fteforge.merging.engines import MERGE_ENGINES
 
-
 # Keys of build_merge's metrics that describe the run, not the merged bytes (stages/merge.py writes them apart).
 RUN_STATS = ("merge.wall_s", "merge.peak_rss_mb")
 
