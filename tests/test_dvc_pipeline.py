@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
 
 from fteforge import paths
 from fteforge.release.package import verify
-from tests.conftest import run_dvc
+from tests.conftest import git_env, run_dvc
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -115,7 +118,7 @@ def _would_run(repo: Path) -> set[str]:
     return _ran(run_dvc(repo, "repro", "--dry").stdout)
 
 
-def test_dvc_repro_end_to_end(scratch_repo: Path, smollm2_base: Path) -> None:
+def test_dvc_repro_end_to_end(scratch_repo: Path, smollm2_base: Path, tmp_path: Path) -> None:
     """A clone runs the whole pipeline with the real SmolLM2 GGUF, then a no-op, then targeted reruns."""
     _tiny_overrides(scratch_repo)
     first = run_dvc(scratch_repo, "repro")
@@ -196,6 +199,26 @@ def test_dvc_repro_end_to_end(scratch_repo: Path, smollm2_base: Path) -> None:
     shown = json.loads(run_dvc(scratch_repo, "exp", "show", "--json").stdout)
     assert "0.7" in json.dumps(shown)
     assert verify(scratch_repo / "releases" / "task-api-unified-v1.0.1") == [] and verify(release) == []
+
+    # the merge search: one variant is one experiment of its merge and evaluation, ranked beside the
+    # candidates of params.yaml, and the workspace is left as it was
+    env = git_env()
+    subprocess.run(["git", "add", "-A"], cwd=scratch_repo, check=True, env=env)
+    subprocess.run(["git", "commit", "-qm", "after the experiment"], cwd=scratch_repo, check=True, env=env)
+    grid, report_file = tmp_path / "grid.yaml", tmp_path / "search.json"
+    grid.write_text("variants:\n  mk_linear_b: {method: linear, weights: {task_api_persona: 0.5, task_api_agentic: 0.5}}\n")
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    env["DVC_SITE_CACHE_DIR"] = str(scratch_repo / ".dvc" / "site-cache")
+    proc = subprocess.run([sys.executable, "-m", "fteforge.cli", "merge-search", str(grid), "--out", str(report_file)],
+                          cwd=scratch_repo, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads(report_file.read_text())
+    assert {r["candidate"] for r in report["ranking"]} == {"mk_linear_b", *candidates}
+    assert report["runs"][0]["headline"]["persona"] is not None and "mk_linear_b" in proc.stdout
+    assert "search-mk_linear_b" in run_dvc(scratch_repo, "exp", "list").stdout
+    assert not (scratch_repo / paths.merge_dir("mk_linear_b")).exists()
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=scratch_repo, capture_output=True, text=True).stdout
+    assert status == "" and _would_run(scratch_repo) == set()
 
 
 def test_bad_params_fail_the_stage_without_output(scratch_repo: Path) -> None:

@@ -234,6 +234,27 @@ def chat_loop(out: Console, session: ChatSession, model_dir: Path) -> None:
         out.print()
 
 
+def cmd_merge_search(args: argparse.Namespace) -> int:
+    from fteforge.merging.search import render_table, search
+
+    def run() -> None:
+        dvc = str(Path(sys.executable).parent / "dvc")
+        report = search(Path.cwd(), Path(args.grid), dvc=dvc if Path(dvc).exists() else "dvc", dry_run=args.dry_run,
+                        progress=lambda msg: console.print(msg, markup=False))
+        if args.dry_run:
+            for command in report["commands"].values():
+                print(command)
+            return
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+        print(render_table(report), end="")
+        console.print(f"report: {args.out}; every variant is an experiment: dvc exp show", markup=False)
+        if not report["ranking"] or any(r["headline"] is None for r in report["runs"]):
+            raise FteforgeError(f"{sum(r['headline'] is None for r in report['runs'])} variant(s) failed; see {args.out}")
+
+    return run_stage(run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fteforge", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -258,6 +279,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-cases", type=int, default=None, help="evaluate only the first N cases")
     p.add_argument("--no-latency", action="store_true", help="skip the 30-run latency measurement")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("merge-search", help="try merge variants from a grid file as DVC experiments, ranked by the "
+                       "gates (run in the repository root)")
+    p.add_argument("grid", help="YAML file: `variants: {name: candidate}`, each like a params.yaml merge candidate")
+    p.add_argument("--out", default="bench/results/merge_search.json", help="report JSON (default: %(default)s)")
+    p.add_argument("--dry-run", action="store_true", help="validate the grid and print the dvc commands only")
+    p.set_defaults(func=cmd_merge_search)
 
     p = sub.add_parser("chat", help="talk to a model folder as the TaskMaster agent (tools run on a SQLite file)")
     p.add_argument("model", metavar="MODEL_DIR", help="full model folder (a release) or PEFT LoRA adapter folder")

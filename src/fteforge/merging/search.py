@@ -1,0 +1,199 @@
+"""A search over merge parameters that ranks by the gates: `fteforge merge-search GRID.yaml`.
+
+Each variant of the grid is one `dvc exp run` that adds the variant as a merge candidate and builds
+only its merge and evaluation (`evaluate_merge@<variant>`, about 5 minutes for SmolLM2 on 2 cores),
+so every try is kept in `dvc exp show` with its params and metrics. Variants are ranked by the
+unified spec's own selection rule (passing first, then fewer failed gates, then the rank metric),
+the rule `select_release` applies, so the search favours what the release step would pick.
+
+Why experiments and not the alternatives:
+- a search stage inside dvc.yaml would make every `dvc repro` pay for every variant;
+- `dvc exp run --queue` runs each experiment in a fresh copy of the repository that must first
+  materialise the base model and both adapters (about 1 GB on SmolLM2) - for no gain on a 2-core
+  machine, where experiments run one at a time anyway.
+
+The workspace is used in place, so the search refuses to start when params.yaml or dvc.lock has
+uncommitted edits; after each variant it restores every file the experiment changed (params.yaml,
+dvc.lock, DVC's .gitignore entries) and removes the variant's outputs: the experiment commit and the
+DVC cache keep them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fteforge import paths
+from fteforge.errors import FteforgeError
+
+EXP_PREFIX = "search-"
+_BARE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
+
+
+def override_value(value: Any) -> str:
+    """`value` in the override grammar of `dvc exp run -S key=value` (Hydra's): flow style, bare keys."""
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k}: {override_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(override_value(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, int | float):
+        return repr(value)
+    text = str(value)
+    if _BARE.fullmatch(text) and text.lower() not in ("true", "false", "null"):
+        return text
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def load_grid(path: Path, existing: Mapping[str, Any]) -> dict[str, Any]:
+    """The grid's variants (name -> validated MergeCandidate); names must be new candidate names."""
+    from pydantic import ValidationError
+
+    from fteforge.params import MergeCandidate, MergeParams
+
+    path = Path(path)
+    if not path.is_file():
+        raise FteforgeError(f"{path}: no such grid file (a YAML mapping `variants: {{name: candidate}}`)")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict) or set(data) != {"variants"} or not isinstance(data["variants"], dict) \
+            or not data["variants"]:
+        raise FteforgeError(f"{path}: expected one top-level key `variants:` mapping names to merge candidates, "
+                            f"each written like an entry of params.yaml merge.candidates")
+    variants = {}
+    for name, body in data["variants"].items():
+        if name in existing:
+            raise FteforgeError(f"{path}: variants.{name}: params.yaml already has a merge candidate {name!r}; "
+                                f"give the variant a new name (the search adds it beside the others)")
+        try:
+            MergeParams.model_validate({"seed": 0, "threads": 1, "candidates": {name: body}})
+            variants[name] = MergeCandidate.model_validate(body)
+        except ValidationError as err:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+            raise FteforgeError(f"{path}: variants.{name}: {problems}") from None
+    return variants
+
+
+def candidate_overrides(name: str, candidate: Any) -> list[str]:
+    """The `-S` arguments that add `candidate` as merge.candidates.<name>."""
+    body = candidate.model_dump(by_alias=True, exclude_none=True, exclude_defaults=False)
+    return ["-S", f"++merge.candidates.{name}={override_value(body)}"]
+
+
+def variant_outputs(name: str) -> list[Path]:
+    """What one variant's merge and evaluation leave in the workspace."""
+    return [paths.merge_dir(name), paths.merge_metrics(name), paths.merge_run_stats(name),
+            paths.evaluation_results(paths.merge_model_id(name)).parent, paths.eval_metrics(paths.merge_model_id(name))]
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True).stdout
+
+
+def changed_files(repo: Path) -> set[str]:
+    """Paths git sees as modified, added or untracked (ignored outputs are not listed)."""
+    return {line[3:].strip('"') for line in _git(repo, "status", "--porcelain", "-uall").splitlines()}
+
+
+def restore(repo: Path, before: set[str]) -> None:
+    """Undo what an experiment left in the working tree: params.yaml, dvc.lock, DVC's .gitignore entries,
+    new metrics files. Paths that were already changed before the search are left alone."""
+    for rel in sorted(changed_files(repo) - before):
+        if _git(repo, "ls-tree", "--name-only", "HEAD", "--", rel).strip():
+            _git(repo, "checkout", "-q", "HEAD", "--", rel)
+        else:
+            _git(repo, "rm", "-q", "--cached", "--ignore-unmatch", "--", rel)
+            (repo / rel).unlink(missing_ok=True)
+
+
+def run_variant(repo: Path, name: str, candidate: Any, dvc: str = "dvc") -> dict[str, Any]:
+    """One experiment: merge + evaluate the variant, read its results, reset the workspace."""
+    start = time.perf_counter()
+    before = changed_files(repo)
+    cmd = [dvc, "exp", "run", "-q", "-n", f"{EXP_PREFIX}{name}", *candidate_overrides(name, candidate),
+           f"evaluate_merge@{name}"]
+    try:
+        proc = subprocess.run(cmd, cwd=repo, capture_output=True, text=True)
+        results_file = repo / paths.evaluation_results(paths.merge_model_id(name))
+        results = json.loads(results_file.read_text()) if proc.returncode == 0 and results_file.is_file() else None
+    finally:
+        restore(repo, before)
+        for p in variant_outputs(name):
+            target = repo / p
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+    return {"name": name, "experiment": f"{EXP_PREFIX}{name}", "returncode": proc.returncode,
+            "wall_s": round(time.perf_counter() - start, 1), "results": results,
+            "error": None if results is not None else (proc.stderr or proc.stdout)[-2000:]}
+
+
+def rank_variants(runs: list[dict[str, Any]], rule: Any,
+                  reference: Mapping[str, Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Rows of every variant that evaluated, plus the reference candidates, best first by the selection rule."""
+    from fteforge.release.selection import candidate_row, rank
+
+    rows = [{**candidate_row(r["name"], r["results"], rule), "source": "search"} for r in runs if r["results"]]
+    rows += [{**candidate_row(n, res, rule), "source": "params.yaml"} for n, res in (reference or {}).items()]
+    return rank(rows, rule)
+
+
+def search(repo: Path, grid: Path, *, dvc: str = "dvc", dry_run: bool = False,
+           progress: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+    """Run every variant of `grid`; return the report (ranked rows, per-variant runs, the commands)."""
+    from fteforge.params import MergeParams, load_params
+    from fteforge.specs import load_spec_set
+
+    repo = Path(repo)
+    merge = load_params("merge", MergeParams, repo / "params.yaml")
+    variants = load_grid(grid, merge.candidates)
+    commands = {n: " ".join([dvc, "exp", "run", "-n", f"{EXP_PREFIX}{n}",
+                             *(f"'{a}'" if a != "-S" else a for a in candidate_overrides(n, c)), f"evaluate_merge@{n}"])
+                for n, c in variants.items()}
+    if dry_run:
+        return {"grid": str(grid), "commands": commands, "runs": [], "ranking": []}
+    dirty = {"params.yaml", "dvc.lock"} & changed_files(repo)
+    if dirty:
+        raise FteforgeError(f"{', '.join(sorted(dirty))} in {repo} has uncommitted edits; the search resets both after "
+                            f"each variant. Commit them (or `git stash`) first")
+    rule = load_spec_set(repo / paths.SPECS).unified.selection
+    runs = []
+    for i, (name, candidate) in enumerate(variants.items(), 1):
+        progress(f"[{i}/{len(variants)}] {name}: merge + evaluation")
+        runs.append(run_variant(repo, name, candidate, dvc=dvc))
+    reference = {}
+    for name in merge.candidates:
+        f = repo / paths.evaluation_results(paths.merge_model_id(name))
+        if f.is_file():
+            reference[name] = json.loads(f.read_text())
+    ranking = rank_variants(runs, rule, reference)
+    for r in runs:  # the report keeps the headline, not the whole results file (that lives in the experiment)
+        r["headline"] = r["results"]["headline"] if r["results"] else None
+        r.pop("results")
+    return {"grid": str(grid), "rule": rule.model_dump(), "commands": commands, "runs": runs, "ranking": ranking}
+
+
+def render_table(report: Mapping[str, Any]) -> str:
+    lines = ["| rank | candidate | source | persona | agentic | combined | gates failed | failed |",
+             "|---:|---|---|---:|---:|---:|---:|---|"]
+    for i, r in enumerate(report["ranking"], 1):
+        h = r["headline"]
+        fmt = lambda v, d: "-" if v is None else f"{v:.{d}f}"  # noqa: E731
+        lines.append(f"| {i} | {r['candidate']} | {r['source']} | {fmt(h.get('persona'), 2)} | "
+                     f"{fmt(h.get('agentic'), 3)} | {fmt(h.get('combined'), 3)} | {r['gates_failed']} | "
+                     f"{', '.join(g['metric'] for g in r['failed_gates'])} |")
+    failed = [r for r in report["runs"] if r["headline"] is None]
+    for r in failed:
+        lines.append(f"\n{r['name']}: the experiment failed (exit {r['returncode']}):\n{r['error']}")
+    return "\n".join(lines) + "\n"
