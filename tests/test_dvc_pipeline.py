@@ -219,6 +219,11 @@ def test_dvc_repro_end_to_end(scratch_repo: Path, smollm2_base: Path, tmp_path: 
     assert not (scratch_repo / paths.merge_dir("mk_linear_b")).exists()
     status = subprocess.run(["git", "status", "--porcelain"], cwd=scratch_repo, capture_output=True, text=True).stdout
     assert status == "" and _would_run(scratch_repo) == set()
+    # run again (an interrupted search resumed): the variant's experiment is read back, not rerun
+    again = subprocess.run([sys.executable, "-m", "fteforge.cli", "merge-search", str(grid), "--out", str(report_file)],
+                           cwd=scratch_repo, env=env, capture_output=True, text=True)
+    assert again.returncode == 0 and "exists on HEAD, read" in again.stdout, again.stdout + again.stderr
+    assert json.loads(report_file.read_text())["ranking"] == report["ranking"]
 
 
 def test_bad_params_fail_the_stage_without_output(scratch_repo: Path) -> None:

@@ -240,6 +240,7 @@ def cmd_merge_search(args: argparse.Namespace) -> int:
     def run() -> None:
         dvc = str(Path(sys.executable).parent / "dvc")
         report = search(Path.cwd(), Path(args.grid), dvc=dvc if Path(dvc).exists() else "dvc", dry_run=args.dry_run,
+                        baseline=args.baseline,
                         progress=lambda msg: console.print(msg, markup=False))
         if args.dry_run:
             for command in report["commands"].values():
@@ -285,6 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("grid", help="YAML file: `variants: {name: candidate}`, each like a params.yaml merge candidate")
     p.add_argument("--out", default="bench/results/merge_search.json", help="report JSON (default: %(default)s)")
     p.add_argument("--dry-run", action="store_true", help="validate the grid and print the dvc commands only")
+    p.add_argument("--baseline", default="HEAD", help="commit whose experiments are reused: a variant that already "
+                   "ran there is read, not rerun (default: HEAD)")
     p.set_defaults(func=cmd_merge_search)
 
     p = sub.add_parser("chat", help="talk to a model folder as the TaskMaster agent (tools run on a SQLite file)")

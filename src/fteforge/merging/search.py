@@ -116,6 +116,17 @@ def restore(repo: Path, before: set[str]) -> None:
             (repo / rel).unlink(missing_ok=True)
 
 
+def existing_results(repo: Path, name: str, baseline: str) -> dict[str, Any] | None:
+    """The results of experiment search-<name> on `baseline`, when it already ran (a resumed search)."""
+    sha = _git(repo, "rev-parse", "--verify", f"{baseline}^{{commit}}").strip()
+    ref = f"refs/exps/{sha[:2]}/{sha[2:]}/{EXP_PREFIX}{name}"
+    if not _git(repo, "for-each-ref", ref).strip():
+        return None
+    rel = paths.evaluation_results(paths.merge_model_id(name)).as_posix()
+    proc = subprocess.run(["git", "show", f"{ref}:{rel}"], cwd=repo, capture_output=True, text=True)
+    return json.loads(proc.stdout) if proc.returncode == 0 else None
+
+
 def run_variant(repo: Path, name: str, candidate: Any, dvc: str = "dvc") -> dict[str, Any]:
     """One experiment: merge + evaluate the variant, read its results, reset the workspace."""
     start = time.perf_counter()
@@ -149,9 +160,13 @@ def rank_variants(runs: list[dict[str, Any]], rule: Any,
     return rank(rows, rule)
 
 
-def search(repo: Path, grid: Path, *, dvc: str = "dvc", dry_run: bool = False,
+def search(repo: Path, grid: Path, *, dvc: str = "dvc", dry_run: bool = False, baseline: str = "HEAD",
            progress: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
-    """Run every variant of `grid`; return the report (ranked rows, per-variant runs, the commands)."""
+    """Run every variant of `grid`; return the report (ranked rows, per-variant runs, the commands).
+
+    A variant whose experiment already exists on `baseline` (an interrupted search, run again) is read
+    from that experiment instead of rerun; DVC would refuse the duplicate name anyway.
+    """
     from fteforge.params import MergeParams, load_params
     from fteforge.specs import load_spec_set
 
@@ -163,13 +178,19 @@ def search(repo: Path, grid: Path, *, dvc: str = "dvc", dry_run: bool = False,
                 for n, c in variants.items()}
     if dry_run:
         return {"grid": str(grid), "commands": commands, "runs": [], "ranking": []}
+    done = {n: existing_results(repo, n, baseline) for n in variants}
     dirty = {"params.yaml", "dvc.lock"} & changed_files(repo)
-    if dirty:
+    if dirty and not all(done.values()):
         raise FteforgeError(f"{', '.join(sorted(dirty))} in {repo} has uncommitted edits; the search resets both after "
                             f"each variant. Commit them (or `git stash`) first")
     rule = load_spec_set(repo / paths.SPECS).unified.selection
     runs = []
     for i, (name, candidate) in enumerate(variants.items(), 1):
+        if done[name] is not None:
+            progress(f"[{i}/{len(variants)}] {name}: experiment {EXP_PREFIX}{name} exists on {baseline}, read")
+            runs.append({"name": name, "experiment": f"{EXP_PREFIX}{name}", "returncode": 0, "wall_s": None,
+                         "results": done[name], "error": None, "reused": True})
+            continue
         progress(f"[{i}/{len(variants)}] {name}: merge + evaluation")
         runs.append(run_variant(repo, name, candidate, dvc=dvc))
     reference = {}
@@ -181,7 +202,9 @@ def search(repo: Path, grid: Path, *, dvc: str = "dvc", dry_run: bool = False,
     for r in runs:  # the report keeps the headline, not the whole results file (that lives in the experiment)
         r["headline"] = r["results"]["headline"] if r["results"] else None
         r.pop("results")
-    return {"grid": str(grid), "rule": rule.model_dump(), "commands": commands, "runs": runs, "ranking": ranking}
+    baseline_sha = _git(repo, "rev-parse", "--short", baseline).strip()
+    return {"grid": str(grid), "baseline": baseline_sha, "rule": rule.model_dump(), "commands": commands,
+            "runs": runs, "ranking": ranking}
 
 
 def render_table(report: Mapping[str, Any]) -> str:
