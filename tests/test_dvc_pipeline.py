@@ -222,7 +222,7 @@ def test_dvc_repro_end_to_end(scratch_repo: Path, smollm2_base: Path, tmp_path: 
     # run again (an interrupted search resumed): the variant's experiment is read back, not rerun
     again = subprocess.run([sys.executable, "-m", "fteforge.cli", "merge-search", str(grid), "--out", str(report_file)],
                            cwd=scratch_repo, env=env, capture_output=True, text=True)
-    assert again.returncode == 0 and "exists on HEAD, read" in again.stdout, again.stdout + again.stderr
+    assert again.returncode == 0 and "exists on HEAD, read" in again.stdout + again.stderr, again.stdout + again.stderr
     assert json.loads(report_file.read_text())["ranking"] == report["ranking"]
 
 

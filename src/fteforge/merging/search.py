@@ -156,7 +156,7 @@ def rank_variants(runs: list[dict[str, Any]], rule: Any,
     from fteforge.release.selection import candidate_row, rank
 
     rows = [{**candidate_row(r["name"], r["results"], rule), "source": "search"} for r in runs if r["results"]]
-    rows += [{**candidate_row(n, res, rule), "source": "params.yaml"} for n, res in (reference or {}).items()]
+    rows += [{**candidate_row(n, res, rule), "source": "workspace"} for n, res in (reference or {}).items()]
     return rank(rows, rule)
 
 
