@@ -215,6 +215,7 @@ def test_dvc_repro_end_to_end(scratch_repo: Path, smollm2_base: Path, tmp_path: 
     report = json.loads(report_file.read_text())
     assert {r["candidate"] for r in report["ranking"]} == {"mk_linear_b", *candidates}
     assert report["runs"][0]["headline"]["persona"] is not None and "mk_linear_b" in proc.stdout
+    assert report["runs"][0]["candidate"]["weights"] == {"task_api_persona": 0.5, "task_api_agentic": 0.5}
     assert "search-mk_linear_b" in run_dvc(scratch_repo, "exp", "list").stdout
     assert not (scratch_repo / paths.merge_dir("mk_linear_b")).exists()
     status = subprocess.run(["git", "status", "--porcelain"], cwd=scratch_repo, capture_output=True, text=True).stdout

@@ -193,6 +193,8 @@ def search(repo: Path, grid: Path, *, dvc: str = "dvc", dry_run: bool = False, b
             continue
         progress(f"[{i}/{len(variants)}] {name}: merge + evaluation")
         runs.append(run_variant(repo, name, candidate, dvc=dvc))
+    for run in runs:  # what each variant was, beside what it scored
+        run["candidate"] = variants[run["name"]].model_dump(by_alias=True, exclude_none=True)
     reference = {}
     for name in merge.candidates:
         f = repo / paths.evaluation_results(paths.merge_model_id(name))
