@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import shutil
 import subprocess
 import time
@@ -84,6 +85,12 @@ def load_grid(path: Path, existing: Mapping[str, Any]) -> dict[str, Any]:
     return variants
 
 
+def experiment_command(name: str, candidate: Any, dvc: str = "dvc") -> list[str]:
+    """The `dvc exp run` that merges and evaluates one variant, and nothing after its evaluation."""
+    return [dvc, "exp", "run", "-n", f"{EXP_PREFIX}{name}", *candidate_overrides(name, candidate),
+            f"evaluate_merge@{name}"]
+
+
 def candidate_overrides(name: str, candidate: Any) -> list[str]:
     """The `-S` arguments that add `candidate` as merge.candidates.<name>."""
     body = candidate.model_dump(by_alias=True, exclude_none=True, exclude_defaults=False)
@@ -131,8 +138,8 @@ def run_variant(repo: Path, name: str, candidate: Any, dvc: str = "dvc") -> dict
     """One experiment: merge + evaluate the variant, read its results, reset the workspace."""
     start = time.perf_counter()
     before = changed_files(repo)
-    cmd = [dvc, "exp", "run", "-q", "-n", f"{EXP_PREFIX}{name}", *candidate_overrides(name, candidate),
-           f"evaluate_merge@{name}"]
+    cmd = experiment_command(name, candidate, dvc)
+    cmd.insert(3, "-q")  # after `dvc exp run`: the report keeps the output, the terminal does not need it
     try:
         proc = subprocess.run(cmd, cwd=repo, capture_output=True, text=True)
         results_file = repo / paths.evaluation_results(paths.merge_model_id(name))
@@ -173,9 +180,7 @@ def search(repo: Path, grid: Path, *, dvc: str = "dvc", dry_run: bool = False, b
     repo = Path(repo)
     merge = load_params("merge", MergeParams, repo / "params.yaml")
     variants = load_grid(grid, merge.candidates)
-    commands = {n: " ".join([dvc, "exp", "run", "-n", f"{EXP_PREFIX}{n}",
-                             *(f"'{a}'" if a != "-S" else a for a in candidate_overrides(n, c)), f"evaluate_merge@{n}"])
-                for n, c in variants.items()}
+    commands = {n: shlex.join(experiment_command(n, c, dvc)) for n, c in variants.items()}
     if dry_run:
         return {"grid": str(grid), "commands": commands, "runs": [], "ranking": []}
     done = {n: existing_results(repo, n, baseline) for n in variants}
