@@ -214,6 +214,7 @@ def test_results_json_has_every_section(adapter_eval, tiny_llama_dir):
                 "gates_summary", "failed_cases", "persona_case_scores"):
         assert key in r, key
     assert set(r["scores"]) == {"persona", "agentic", "combined"}
+    assert r["system"]["tool_calls"] == "schema-constrained" and base_results["system"]["tool_calls"] == "schema-constrained"
     assert r["ab_vs_base"]["n"] == 2 and r["metrics"]["persona.ab_win_rate"] == ab["win_rate"]
     assert all(set(f) == {"id", "kind", "reason"} and f["reason"] for f in r["failed_cases"])
     for g in r["gates"]:

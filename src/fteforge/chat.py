@@ -84,19 +84,25 @@ class ChatSession:
     """A conversation with the agent over one Task API database file.
 
     `generate(prompt) -> completion` produces one assistant turn; by default it is greedy
-    `generate_one` on `model`. Tests pass a scripted function to exercise the tool path.
+    `generate_one` on `model`, its tool calls schema-constrained unless `constrain_tool_calls` is
+    False (fteforge.toolgrammar). Tests pass a scripted function to exercise the tool path.
     """
 
     def __init__(self, tokenizer: Any, specs: SpecSet, db_path: str | Path, *, today: dt.date | str,
                  model: Any = None, generate: Callable[[str], str] | None = None,
-                 max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, max_context: int = DEFAULT_MAX_CONTEXT):
+                 max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, max_context: int = DEFAULT_MAX_CONTEXT,
+                 constrain_tool_calls: bool = True):
         if generate is None:
             if model is None:
                 raise ValueError("ChatSession needs a model or a generate function")
-            from fteforge.evaluation.generation import generate_one
+            from fteforge.evaluation.generation import generate_one, stop_token_ids
+            from fteforge.toolgrammar import constraint_factory
+
+            constraint = (constraint_factory(tokenizer, specs.tools, stop_token_ids(model, tokenizer))
+                          if constrain_tool_calls else None)
 
             def generate(prompt: str) -> str:
-                return generate_one(model, tokenizer, prompt, max_new_tokens)
+                return generate_one(model, tokenizer, prompt, max_new_tokens, constraint=constraint)
 
         self.tokenizer, self.specs, self.generate = tokenizer, specs, generate
         self.today = dt.date.fromisoformat(today) if isinstance(today, str) else today
@@ -232,6 +238,23 @@ def summarize_result(result: dict[str, Any]) -> str:
     if tool == "update_task":
         line += f"; changed: {', '.join(result.get('changed') or []) or 'nothing'}"
     return line
+
+
+def resolve_tool_calls(model_dir: Path | str, choice: str) -> bool:
+    """--tool-calls: `auto` decodes as the release's own EVALUATION_RESULTS.json says it was measured
+    (constrained when the folder has none); `constrained` and `free` force it."""
+    if choice != "auto":
+        return choice == "constrained"
+    from fteforge.toolgrammar import constrained_in
+
+    results = Path(model_dir) / "EVALUATION_RESULTS.json"
+    if not results.is_file():
+        return True
+    try:
+        return constrained_in(json.loads(results.read_text()))
+    except (json.JSONDecodeError, AttributeError) as err:
+        raise FteforgeError(f"{results}: not a readable EVALUATION_RESULTS.json ({err}) - "
+                            "pass --tool-calls constrained or free") from None
 
 
 def resolve_specs_dir(model_dir: Path | str, specs: Path | str | None) -> Path:

@@ -135,7 +135,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
         quiet_libraries()
         from rich.console import Console
 
-        from fteforge.chat import ChatSession, resolve_specs_dir
+        from fteforge.chat import ChatSession, resolve_specs_dir, resolve_tool_calls
         from fteforge.evaluation.runner import load_model, model_kind
         from fteforge.specs import load_spec_set
 
@@ -160,8 +160,10 @@ def cmd_chat(args: argparse.Namespace) -> int:
             console.print(f"loading {model_dir} on {device}", markup=False, style="dim")
         loaded = load_model(model_dir, args.base, device)
         out = Console(highlight=False, soft_wrap=True)
+        constrain = resolve_tool_calls(model_dir, args.tool_calls)
         with ChatSession(loaded.tokenizer, specs, args.db, today=today, model=loaded.model,
-                         max_new_tokens=args.max_new_tokens, max_context=args.max_context) as session:
+                         max_new_tokens=args.max_new_tokens, max_context=args.max_context,
+                         constrain_tool_calls=constrain) as session:
             if args.once is not None:
                 exchange = session.send(args.once)
                 if args.json:
@@ -300,6 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--today", type=iso_date, help="the date the agent and the Task API see (default: today)")
     p.add_argument("--specs", help="folder of spec YAML files (default: MODEL_DIR/specs if present, else specs)")
     p.add_argument("--max-new-tokens", type=int, default=96, help="cap on each model turn (default: 96)")
+    p.add_argument("--tool-calls", choices=["auto", "constrained", "free"], default="auto",
+                   help="decode tool calls against their JSON Schema (constrained) or freely; auto: as the "
+                        "model's EVALUATION_RESULTS.json was measured, constrained when it has none")
     p.add_argument("--max-context", type=int, default=1536,
                    help="prompt token budget; the oldest exchanges are dropped beyond it (default: 1536)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads, 0 = torch's default (default: 2)")

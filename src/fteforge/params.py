@@ -267,6 +267,10 @@ class EvaluateParams(SpecModel):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     batch_size: int = Field(default=16, gt=0, description="prompts per batched greedy generate call")
     max_new_tokens: EvalTokenCaps = Field(default_factory=EvalTokenCaps)
+    constrain_tool_calls: bool = Field(
+        default=True, description="inside <tool_call>, decode only calls that pass the tool's JSON Schema "
+                                  "(fteforge.toolgrammar); the release serves the same way"
+    )
     max_cases: int | None = Field(
         default=None, gt=0, description="evaluate only the first N cases of each suite (quick runs); null = all"
     )

@@ -19,7 +19,7 @@ tests/test_eval_scorers.py checks it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -62,27 +62,39 @@ def _encode(tokenizer: Any, prompt: str) -> list[int]:
     return tokenizer(prompt, add_special_tokens=False)["input_ids"]
 
 
+# A factory of logits processors, called once per generate call (a processor may keep per-call state,
+# e.g. toolgrammar.ToolCallConstraint); None decodes freely.
+Constraint = Callable[[], Any] | None
+
+
+def processors(constraint: Constraint) -> Any:
+    from transformers import LogitsProcessorList
+
+    return LogitsProcessorList([constraint()] if constraint is not None else [])
+
+
 def _generate(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int,
-              stops: list[int], pad_id: int) -> torch.Tensor:
+              stops: list[int], pad_id: int, constraint: Constraint = None) -> torch.Tensor:
     from transformers import GenerationConfig
 
     config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, eos_token_id=stops,
                               pad_token_id=pad_id)
     with torch.inference_mode():
-        out = model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config)
+        out = model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config,
+                             logits_processor=processors(constraint))
     return out[:, input_ids.shape[1]:]
 
 
-def generate_one(model: Any, tokenizer: Any, prompt: str, max_new_tokens: int) -> str:
+def generate_one(model: Any, tokenizer: Any, prompt: str, max_new_tokens: int, constraint: Constraint = None) -> str:
     """Greedy completion of one prompt, no padding: the reference the batched path must equal."""
     stops = stop_token_ids(model, tokenizer)
     ids = torch.tensor([_encode(tokenizer, prompt)], device=model.device)
-    new = _generate(model, ids, torch.ones_like(ids), max_new_tokens, stops, _pad_id(tokenizer, stops))
+    new = _generate(model, ids, torch.ones_like(ids), max_new_tokens, stops, _pad_id(tokenizer, stops), constraint)
     return _decode(tokenizer, new[0].tolist(), stops)
 
 
 def generate_batch(model: Any, tokenizer: Any, prompts: Sequence[str], max_new_tokens: int,
-                   batch_size: int = 8) -> list[str]:
+                   batch_size: int = 8, constraint: Constraint = None) -> list[str]:
     """Greedy completions of `prompts`, in input order; batches of similar length, left-padded."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -97,7 +109,7 @@ def generate_batch(model: Any, tokenizer: Any, prompts: Sequence[str], max_new_t
         rows = [[pad_id] * (width - len(encoded[i])) + encoded[i] for i in idx]
         mask = [[0] * (width - len(encoded[i])) + [1] * len(encoded[i]) for i in idx]
         new = _generate(model, torch.tensor(rows, device=model.device), torch.tensor(mask, device=model.device),
-                        max_new_tokens, stops, pad_id)
+                        max_new_tokens, stops, pad_id, constraint)
         for row, i in zip(new.tolist(), idx, strict=True):
             out[i] = _decode(tokenizer, row, stops)
     return [o if o is not None else "" for o in out]

@@ -36,6 +36,7 @@ from fteforge.models.attention import use_gqa_sdpa
 from fteforge.specs import SpecSet
 from fteforge.taskapi import TaskAPI, dump_result, seed_tasks
 from fteforge.toolformat import chat_template, parse_reply, tool_call_message, tool_result_message
+from fteforge.toolgrammar import TOOL_CALLS_CONSTRAINED, TOOL_CALLS_FREE
 
 Generate = Callable[[Sequence[str], int], list[str]]
 KINDS = ("persona", "agentic", "combined")
@@ -438,7 +439,13 @@ def evaluate_model(model_dir: Path | str, cases: Sequence[EvalCase], specs: Spec
     device = resolve_device(params.device)
     progress(f"loading {model_dir}")
     loaded = load_model(model_dir, base_dir, device)
-    generator = PrefixCachedGenerator(loaded.model, loaded.tokenizer, params.batch_size)
+    constraint = None
+    if params.constrain_tool_calls:
+        from fteforge.evaluation.generation import stop_token_ids
+        from fteforge.toolgrammar import constraint_factory
+
+        constraint = constraint_factory(loaded.tokenizer, specs.tools, stop_token_ids(loaded.model, loaded.tokenizer))
+    generator = PrefixCachedGenerator(loaded.model, loaded.tokenizer, params.batch_size, constraint)
     start = time.perf_counter()
     records = run_suites(cases, generator, loaded.tokenizer, specs, params.max_new_tokens.model_dump(), progress)
     timings = {"load_s": loaded.load_s, "suites_s": time.perf_counter() - start}
@@ -450,6 +457,7 @@ def evaluate_model(model_dir: Path | str, cases: Sequence[EvalCase], specs: Spec
                                        params.latency.warmup, params.latency.max_new_tokens))
         timings["latency_s"] = time.perf_counter() - start
     metrics["memory.peak_rss_gb"] = peak_rss_gb()
+    system = device_info(device) | {"tool_calls": TOOL_CALLS_CONSTRAINED if constraint else TOOL_CALLS_FREE}
     return ModelEvaluation(path=str(model_dir), kind=loaded.kind,
                            base_path=str(loaded.base_path) if loaded.base_path else None, metrics=metrics,
-                           records=records, system=device_info(device), timings=timings)
+                           records=records, system=system, timings=timings)

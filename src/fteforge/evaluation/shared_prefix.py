@@ -27,7 +27,15 @@ from typing import Any
 
 import torch
 
-from fteforge.evaluation.generation import _decode, _encode, _pad_id, generate_batch, stop_token_ids
+from fteforge.evaluation.generation import (
+    Constraint,
+    _decode,
+    _encode,
+    _pad_id,
+    generate_batch,
+    processors,
+    stop_token_ids,
+)
 
 MIN_PREFIX = 16  # below this the copy costs more than the prefill it saves
 
@@ -90,12 +98,13 @@ class PrefixCachedGenerator:
     tool result and latency runs of one model all share the system prompt). `prefix_from` computes the
     prefix over other prompts, so a single prompt (latency at batch 1) caches only the system prompt,
     never its own user turn. `last_new_tokens` holds the tokens each completion of the last call used.
+    `constraint` makes a logits processor per generate call (toolgrammar.constraint_factory).
     """
 
-    def __init__(self, model: Any, tokenizer: Any, batch_size: int = 16):
+    def __init__(self, model: Any, tokenizer: Any, batch_size: int = 16, constraint: Constraint = None):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
+        self.model, self.tokenizer, self.batch_size, self.constraint = model, tokenizer, batch_size, constraint
         self.stops = stop_token_ids(model, tokenizer)
         self.pad_id = _pad_id(tokenizer, self.stops)
         self._prefix: tuple[int, ...] | None = None
@@ -127,7 +136,8 @@ class PrefixCachedGenerator:
         reference = encoded if prefix_from is None else [_encode(self.tokenizer, p) for p in prefix_from] + encoded
         n = common_prefix_len(reference)
         if n < MIN_PREFIX:
-            out = generate_batch(self.model, self.tokenizer, prompts, max_new_tokens, self.batch_size)
+            out = generate_batch(self.model, self.tokenizer, prompts, max_new_tokens, self.batch_size,
+                                 self.constraint)
             self.last_new_tokens = [len(_encode(self.tokenizer, o)) for o in out]
             return out
         prefix = encoded[0][:n]
@@ -147,7 +157,8 @@ class PrefixCachedGenerator:
             with torch.inference_mode():
                 kv = batch_cache(cache, len(idx), n + width + max_new_tokens)
                 gen = self.model.generate(input_ids=input_ids, attention_mask=torch.tensor(mask, device=device),
-                                          past_key_values=kv, generation_config=config)
+                                          past_key_values=kv, generation_config=config,
+                                          logits_processor=processors(self.constraint))
             for row, i in zip(gen[:, input_ids.shape[1]:].tolist(), idx, strict=True):
                 out[i] = _decode(self.tokenizer, row, self.stops)
                 counts[i] = self._count(row)

@@ -24,6 +24,7 @@ from fteforge.release import cards
 from fteforge.release.selection import PASS, REQUIRES_ITERATION
 from fteforge.specs import SpecSet
 from fteforge.toolformat import FORMAT_NAME, chat_template
+from fteforge.toolgrammar import TOOL_CALLS_FREE, constrained_in
 
 SUMS = "SHA256SUMS"
 # Only figures that depend on the merged bytes: wall time and RSS of the merge run would make two
@@ -235,6 +236,7 @@ def _common(results: Mapping[str, Any], base_fingerprint: Mapping[str, Any], rel
         "failed_cases": len(results.get("failed_cases") or []),
         "libraries": library_versions(),
         "tool_call_format": FORMAT_NAME,
+        "tool_calls": (results.get("system") or {}).get("tool_calls", TOOL_CALLS_FREE),
     }
 
 
@@ -329,7 +331,8 @@ def fill_unified_release(work: Path, *, specs: SpecSet, params: Any, selection: 
     progress(f"sample interactions ({len(params.sample_prompts)} prompts)")
     write_jsonl(work / "examples" / "sample_interactions.jsonl",
                 sample_interactions(work, specs, params.sample_prompts, today=params.today,
-                                    max_new_tokens=params.sample_max_new_tokens, threads=params.threads))
+                                    max_new_tokens=params.sample_max_new_tokens, threads=params.threads,
+                                    constrain_tool_calls=constrained_in(results)))
     return meta
 
 
@@ -345,7 +348,8 @@ def fill_persona_release(work: Path, *, specs: SpecSet, params: Any, adapter_dir
     progress(f"sample interactions ({len(params.sample_prompts)} prompts)")
     samples = sample_interactions(adapter_dir, specs, params.sample_prompts, today=params.today,
                                   max_new_tokens=params.sample_max_new_tokens, threads=params.threads,
-                                  base_dir=base_dir)
+                                  base_dir=base_dir,
+                                  constrain_tool_calls=constrained_in(json.loads(results_file.read_text())))
     write_jsonl(work / "examples" / "sample_interactions.jsonl", samples)
     for f in ("adapter_model.safetensors", "adapter_config.json"):
         shutil.copyfile(adapter_dir / f, work / f)

@@ -1,0 +1,351 @@
+"""Schema-constrained decoding of tool calls: once a model opens `<tool_call>`, it can only write a call
+that passes the tool's JSON Schema, in the pinned format.
+
+Why: the evaluation's schema failures of a 135M model are mostly one wrong token - a key the tool does
+not have (`bucket` for `category`, `tags` on list_tasks), a tool name that does not exist, an
+update_task closed with only its `task_id`. Validation before execution (taskapi) refuses such calls;
+here the decoder never writes them, the way llama.cpp grammars or Outlines do for JSON. Whether to call
+a tool, and which one, stays the model's choice: nothing is constrained outside `<tool_call>`, and a
+name that is no tool is left as written. Forcing it onto a real tool would turn a request the model
+misread ("divide 250 by 3") into a call that runs (measured: `delete_task` with task_id "250"), where
+the unknown name is refused before execution and counted as a hallucinated tool.
+
+`CallGrammar.viable(text)` says whether `text` (what follows `<tool_call>`) can still be completed into
+a valid call followed by `</tool_call>`. `ToolCallConstraint` is a transformers logits processor that,
+inside a call, keeps only the best-scored token whose text keeps the call viable (constrained greedy). The format is the one the chat template renders and the models are trained on:
+`{"name": "<tool>", "arguments": {"<key>": <value>, ...}}` with `json.dumps` separators.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable
+from typing import Any
+
+from fteforge.specs import ToolsSpec
+from fteforge.toolformat import CALL_CLOSE, CALL_OPEN
+
+# How the model's tool calls were decoded, recorded in EVALUATION_RESULTS.json `system`; a release's
+# samples and `fteforge chat` decode the same way as the evaluation that released it.
+TOOL_CALLS_CONSTRAINED, TOOL_CALLS_FREE = "schema-constrained", "free"
+
+
+def constrained_in(results: dict[str, Any]) -> bool:
+    """Whether an EVALUATION_RESULTS.json was measured with constrained tool calls (older files: no)."""
+    return (results.get("system") or {}).get("tool_calls") == TOOL_CALLS_CONSTRAINED
+
+
+_ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
+_HEX = set("0123456789abcdefABCDEF")
+_DATE_SHAPE = "dddd-dd-dd"
+
+
+class _Incomplete(Exception):
+    """The text ended while it was still a valid prefix."""
+
+
+class _Invalid(Exception):
+    """No continuation of the text can be a valid call."""
+
+
+def _literal(s: str, i: int, lit: str) -> int:
+    n = min(len(s) - i, len(lit))
+    if s[i:i + n] != lit[:n]:
+        raise _Invalid
+    if n < len(lit):
+        raise _Incomplete
+    return i + len(lit)
+
+
+def _string(s: str, i: int, prefix_ok: Callable[[str], bool], complete_ok: Callable[[str], bool],
+            escapes: bool = True) -> tuple[int, str]:
+    """A JSON string at s[i]; `prefix_ok` vets the content so far, `complete_ok` the closed content.
+
+    Names, keys, enum values and dates are plain text, so they take no escapes: a half-written
+    `\\u00` cannot be vetted until its last digit, and by then the model has paid for it.
+    """
+    i = _literal(s, i, '"')
+    out: list[str] = []
+    while True:
+        if not prefix_ok("".join(out)):
+            raise _Invalid
+        if i >= len(s):
+            raise _Incomplete
+        c = s[i]
+        if c == '"':
+            if not complete_ok("".join(out)):
+                raise _Invalid
+            return i + 1, "".join(out)
+        if c == "\\":
+            if not escapes:
+                raise _Invalid
+            if i + 1 >= len(s):
+                raise _Incomplete
+            e = s[i + 1]
+            if e in _ESCAPES:
+                out.append(_ESCAPES[e])
+                i += 2
+            elif e == "u":
+                digits = s[i + 2:i + 6]
+                if not set(digits) <= _HEX:
+                    raise _Invalid
+                if len(digits) < 4:
+                    raise _Incomplete
+                out.append(chr(int(digits, 16)))
+                i += 6
+            else:
+                raise _Invalid
+        elif ord(c) < 0x20:
+            raise _Invalid
+        else:
+            out.append(c)
+            i += 1
+
+
+def _choice(s: str, i: int, options: list[str]) -> tuple[int, str]:
+    """A string that must be one of `options`."""
+    return _string(s, i, lambda v: any(o.startswith(v) for o in options), lambda v: v in options, escapes=False)
+
+
+def _date_prefix(v: str) -> bool:
+    """YYYY-MM-DD so far, with a month 01-12 and a day 01-31 (the month's own length is checked at close)."""
+    if len(v) > len(_DATE_SHAPE) or not all(
+        (ch.isdigit() and ch.isascii()) if shape == "d" else ch == shape for ch, shape in zip(v, _DATE_SHAPE, strict=False)
+    ):
+        return False
+    month, day = v[5:7], v[8:10]
+    return ((month[:1] in ("", "0", "1")) and (len(month) < 2 or "01" <= month <= "12")
+            and (day[:1] in ("", "0", "1", "2", "3")) and (len(day) < 2 or "01" <= day <= "31"))
+
+
+def _is_date(v: str) -> bool:
+    try:
+        return _date_prefix(v) and dt.date.fromisoformat(v) is not None and len(v) == len(_DATE_SHAPE)
+    except ValueError:
+        return False
+
+
+class _Value:
+    """A parser for one JSON value under a (small) JSON Schema: the types tool arguments use."""
+
+    def __init__(self, schema: dict[str, Any], where: str):
+        self.schema, self.where = schema, where
+        kind = schema.get("type")
+        if "enum" in schema and all(isinstance(e, str) for e in schema["enum"]):
+            kind = "enum"
+        if kind not in ("string", "enum", "array", "integer", "number", "boolean"):
+            raise ValueError(f"{where}: constrained decoding cannot follow a schema of type {kind!r} "
+                             "(supported: string, string enum, array, integer, number, boolean); "
+                             "turn it off with evaluate.constrain_tool_calls: false")
+        self.kind = kind
+        self.items = _Value(schema.get("items", {"type": "string"}), f"{where}.items") if kind == "array" else None
+
+    def parse(self, s: str, i: int) -> int:
+        if self.kind == "enum":
+            return _choice(s, i, [str(e) for e in self.schema["enum"]])[0]
+        if self.kind == "string":
+            return self._string(s, i)
+        if self.kind == "array":
+            return self._array(s, i)
+        if self.kind == "boolean":
+            if i < len(s) and s[i] == "f":
+                return _literal(s, i, "false")
+            return _literal(s, i, "true")
+        return self._number(s, i)
+
+    def _string(self, s: str, i: int) -> int:
+        lo = self.schema.get("minLength", 0)
+        hi = self.schema.get("maxLength")
+        date = self.schema.get("format") == "date"
+        pattern = re.compile(self.schema["pattern"]) if "pattern" in self.schema else None
+
+        def prefix_ok(v: str) -> bool:
+            return (hi is None or len(v) <= hi) and (not date or _date_prefix(v))
+
+        def complete_ok(v: str) -> bool:
+            return (len(v) >= lo and (not date or _is_date(v))
+                    and (pattern is None or pattern.search(v) is not None))
+
+        return _string(s, i, prefix_ok, complete_ok, escapes=not date)[0]
+
+    def _array(self, s: str, i: int) -> int:
+        assert self.items is not None
+        i = _literal(s, i, "[")
+        lo, n = self.schema.get("minItems", 0), 0
+        if i >= len(s):
+            raise _Incomplete
+        if s[i] == "]":
+            if n < lo:
+                raise _Invalid
+            return i + 1
+        while True:
+            i = self.items.parse(s, i)
+            n += 1
+            if i >= len(s):
+                raise _Incomplete
+            if s[i] == "]":
+                if n < lo:
+                    raise _Invalid
+                return i + 1
+            i = _literal(s, i, ", ")
+
+    def _number(self, s: str, i: int) -> int:
+        j = i
+        if j < len(s) and s[j] == "-":
+            j += 1
+        start = j
+        while j < len(s) and s[j].isdigit() and s[j].isascii():
+            j += 1
+        if self.kind == "number" and j < len(s) and s[j] == "." and j > start:
+            j += 1
+            while j < len(s) and s[j].isdigit() and s[j].isascii():
+                j += 1
+        if j >= len(s):
+            raise _Incomplete  # a number only ends at the next separator
+        if j == start or (s[j - 1] == "."):
+            raise _Invalid
+        return j
+
+
+class _Arguments:
+    """The arguments object of one tool: known keys once each, required and minProperties before `}`."""
+
+    def __init__(self, tool: str, schema: dict[str, Any]):
+        props = schema.get("properties", {})
+        self.values = {k: _Value(v, f"{tool}.{k}") for k, v in props.items()}
+        self.required = set(schema.get("required", []))
+        self.min_props = schema.get("minProperties", 0)
+
+    def _can_close(self, used: list[str]) -> bool:
+        return self.required <= set(used) and len(used) >= self.min_props
+
+    def parse(self, s: str, i: int) -> int:
+        i = _literal(s, i, "{")
+        used: list[str] = []
+        while True:
+            if i >= len(s):
+                raise _Incomplete
+            if s[i] == "}":
+                if not self._can_close(used):
+                    raise _Invalid
+                return i + 1
+            if used:
+                i = _literal(s, i, ", ")
+            free = [k for k in self.values if k not in used]
+            if not free:
+                raise _Invalid
+            i, key = _choice(s, i, free)
+            i = _literal(s, i, ": ")
+            i = self.values[key].parse(s, i)
+            used.append(key)
+            if i >= len(s):
+                raise _Incomplete
+            if s[i] not in "},":
+                raise _Invalid
+
+
+class CallGrammar:
+    """Which texts after `<tool_call>` can still become a schema-valid call of one of `tools`."""
+
+    def __init__(self, tools: ToolsSpec):
+        self.names = tools.names
+        self.arguments = {t.name: _Arguments(t.name, t.parameters) for t in tools.tools}
+
+    def viable(self, text: str) -> bool:
+        try:
+            i = _literal(text, 0, '{"name": ')
+            i, name = _string(text, i, lambda v: True, lambda v: True)
+            if name not in self.arguments:
+                return True
+            i = _literal(text, i, ', "arguments": ')
+            i = self.arguments[name].parse(text, i)
+            i = _literal(text, i, "}")
+        except _Incomplete:
+            return True
+        except _Invalid:
+            return False
+        rest = text[i:]
+        return CALL_CLOSE.startswith(rest) or rest.startswith(CALL_CLOSE)
+
+
+def open_call(text: str) -> str | None:
+    """The body of the call `text` has opened and not closed yet, or None when it is outside a call."""
+    at = text.rfind(CALL_OPEN)
+    if at < 0:
+        return None
+    body = text[at + len(CALL_OPEN):]
+    return None if CALL_CLOSE in body else body
+
+
+_HEAD_TOKENS = 8  # prompt tokens read before the generated ones: enough for `<tool_call>` in any tokenizer
+
+
+class ToolCallConstraint:
+    """Logits processor: inside an open `<tool_call>`, only the best token that keeps the call viable.
+
+    One instance serves one `generate` call: the first call sees the prompt width, later columns are
+    the generated tokens; the prompt's last few tokens count too, so a prompt that ends in an open
+    `<tool_call>` (a forced call) is constrained from its first token. Rows that already hit a stop token are skipped. Tokens are tried best first:
+    the top `top_k` almost always hold one (`steps`), else the rest of the vocabulary is searched
+    (`deep`: measured on SmolLM2, a model set on a tool name that does not exist ranks the letters
+    that would turn it into a real one below the top 64). A call that is already invalid (the token
+    that opened it carried a wrong character) is left alone and counted in `abandoned`.
+    """
+
+    def __init__(self, tokenizer: Any, grammar: CallGrammar, stops: list[int], top_k: int = 64):
+        self.tokenizer, self.grammar, self.stops, self.top_k = tokenizer, grammar, set(stops), top_k
+        self.start: int | None = None
+        self._heads: list[str] = []
+        self.steps = self.deep = self.abandoned = 0
+        self._pieces: dict[int, str] = {}
+
+    def _piece(self, token: int) -> str:
+        if token not in self._pieces:
+            self._pieces[token] = self.tokenizer.decode([token], skip_special_tokens=False,
+                                                        clean_up_tokenization_spaces=False)
+        return self._pieces[token]
+
+    def _text(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+    def _best(self, body: str, scores: Any) -> int | None:
+        import torch
+
+        order = torch.argsort(scores, descending=True).tolist()
+        for rank, token in enumerate(order):
+            if scores[token] == float("-inf"):
+                return None
+            if self.grammar.viable(body + self._piece(token)):
+                self.deep += rank >= self.top_k
+                return token
+        return None
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        if self.start is None:
+            self.start = input_ids.shape[1]
+            self._heads = [self._text(row) for row in input_ids[:, max(0, self.start - _HEAD_TOKENS):].tolist()]
+        for row, ids in enumerate(input_ids[:, self.start:].tolist()):
+            if self.stops.intersection(ids):
+                continue
+            text = self._heads[row] + self._text(ids)
+            body = open_call(text)
+            if body is None:
+                continue
+            if not self.grammar.viable(body):
+                self.abandoned += 1
+                continue
+            self.steps += 1
+            token = self._best(body, scores[row])
+            if token is not None:
+                best = scores[row, token].clone()
+                scores[row] = float("-inf")
+                scores[row, token] = best
+        return scores
+
+
+def constraint_factory(tokenizer: Any, tools: ToolsSpec, stops: list[int],
+                       top_k: int = 64) -> Callable[[], ToolCallConstraint]:
+    """A fresh processor per generate call, over one grammar built (and checked) once."""
+    grammar = CallGrammar(tools)
+    return lambda: ToolCallConstraint(tokenizer, grammar, stops, top_k)
