@@ -173,3 +173,25 @@ def test_chat_decodes_tool_calls_as_the_release_was_evaluated(tmp_path):
     (tmp_path / "EVALUATION_RESULTS.json").write_text("{not json")
     with pytest.raises(FteforgeError, match=r"EVALUATION_RESULTS.json.*--tool-calls constrained or free"):
         resolve_tool_calls(tmp_path, "auto")
+
+
+def test_the_ranked_search_picks_what_a_scan_of_the_whole_vocabulary_picks(smollm2_tokenizer_dir):
+    """The first-character shortcut must not change the choice: same token as the brute-force scan."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from fteforge.toolgrammar import ToolCallConstraint, Vocabulary
+
+    tok = AutoTokenizer.from_pretrained(smollm2_tokenizer_dir)
+    vocab = Vocabulary(tok)
+    processor = ToolCallConstraint(tok, GRAMMAR, vocab, stops=[tok.eos_token_id], top_k=4)
+    bodies = ['{"name": "create_task", "arguments": {"title": "a", "', '{"name": "list_tasks", "arguments": {"due_before": "2026-1',
+              '{"name": "update_task", "arguments": {"task_id": "2"', '{"name": "list_tasks", "arguments": {"status": "',
+              '{"name": "create_task", "arguments": {"title": "Call mom"}', '{"name": "delete_task", "arguments": {"task_id": "4"}}']
+    gen = torch.Generator().manual_seed(0)
+    for body in bodies:
+        scores = torch.randn(len(tok), generator=gen)
+        expected = next(t for t in torch.argsort(scores, descending=True).tolist()
+                        if GRAMMAR.viable(body + vocab.pieces[t]))
+        assert processor._best(body, scores) == expected, body
+    assert processor.deep > 0  # top 4 of random scores rarely fit: the ranked search did the work

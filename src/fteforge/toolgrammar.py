@@ -281,45 +281,73 @@ def open_call(text: str) -> str | None:
 _HEAD_TOKENS = 8  # prompt tokens read before the generated ones: enough for `<tool_call>` in any tokenizer
 
 
+class Vocabulary:
+    """Every token's text, and the tokens grouped by their first character, built once per tokenizer.
+
+    Why the grouping: when none of the top k tokens keeps the call viable, a scan of the whole
+    vocabulary in score order took seconds at a step (measured: agentic adapter, latency p95 1.7 s ->
+    5.1 s). A token can only be viable if its first character is, so the scan first asks which of the
+    few hundred first characters fit, then ranks only the tokens that start with one of them.
+    """
+
+    def __init__(self, tokenizer: Any):
+        import torch
+
+        n = len(tokenizer)
+        self.pieces = tokenizer.batch_decode([[i] for i in range(n)], skip_special_tokens=False,
+                                             clean_up_tokenization_spaces=False)
+        groups: dict[str, list[int]] = {}
+        for token, piece in enumerate(self.pieces):
+            groups.setdefault(piece[:1], []).append(token)
+        self.by_first = {c: torch.tensor(ids) for c, ids in groups.items()}
+
+
 class ToolCallConstraint:
     """Logits processor: inside an open `<tool_call>`, only the best token that keeps the call viable.
 
     One instance serves one `generate` call: the first call sees the prompt width, later columns are
     the generated tokens; the prompt's last few tokens count too, so a prompt that ends in an open
-    `<tool_call>` (a forced call) is constrained from its first token. Rows that already hit a stop token are skipped. Tokens are tried best first:
-    the top `top_k` almost always hold one (`steps`), else the rest of the vocabulary is searched
-    (`deep`: measured on SmolLM2, a model set on a tool name that does not exist ranks the letters
-    that would turn it into a real one below the top 64). A call that is already invalid (the token
-    that opened it carried a wrong character) is left alone and counted in `abandoned`.
+    `<tool_call>` (a forced call) is constrained from its first token. Rows that already hit a stop
+    token are skipped. The top `top_k` tokens are tried first and almost always hold one (`steps`);
+    else every token whose first character fits is ranked (`deep`: measured on SmolLM2, a model set on
+    a tool key that does not exist ranks the letters of the real ones below the top 64). A call that is
+    already invalid (the token that opened it carried a wrong character) is left alone (`abandoned`).
     """
 
-    def __init__(self, tokenizer: Any, grammar: CallGrammar, stops: list[int], top_k: int = 64):
-        self.tokenizer, self.grammar, self.stops, self.top_k = tokenizer, grammar, set(stops), top_k
+    def __init__(self, tokenizer: Any, grammar: CallGrammar, vocab: Vocabulary, stops: list[int],
+                 top_k: int = 64):
+        self.tokenizer, self.grammar, self.vocab, self.stops, self.top_k = tokenizer, grammar, vocab, set(stops), top_k
         self.start: int | None = None
         self._heads: list[str] = []
         self.steps = self.deep = self.abandoned = 0
-        self._pieces: dict[int, str] = {}
-
-    def _piece(self, token: int) -> str:
-        if token not in self._pieces:
-            self._pieces[token] = self.tokenizer.decode([token], skip_special_tokens=False,
-                                                        clean_up_tokenization_spaces=False)
-        return self._pieces[token]
 
     def _text(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
 
+    def _first_viable(self, body: str, tokens: list[int], scores: Any) -> int | None:
+        pieces = self.vocab.pieces
+        for token in tokens:
+            if scores[token] == float("-inf"):
+                return None
+            if token < len(pieces) and self.grammar.viable(body + pieces[token]):
+                return token
+        return None
+
     def _best(self, body: str, scores: Any) -> int | None:
         import torch
 
-        order = torch.argsort(scores, descending=True).tolist()
-        for rank, token in enumerate(order):
-            if scores[token] == float("-inf"):
-                return None
-            if self.grammar.viable(body + self._piece(token)):
-                self.deep += rank >= self.top_k
-                return token
-        return None
+        k = min(self.top_k, scores.shape[-1])
+        token = self._first_viable(body, torch.topk(scores, k).indices.tolist(), scores)
+        if token is not None:
+            return token
+        fits = [ids for c, ids in self.vocab.by_first.items() if self.grammar.viable(body + c)]
+        if not fits:
+            return None
+        ids = torch.cat(fits)
+        ranked = ids[torch.argsort(scores[ids], descending=True)].tolist()
+        token = self._first_viable(body, ranked, scores)
+        self.deep += token is not None
+        return token
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
         if self.start is None:
@@ -346,6 +374,6 @@ class ToolCallConstraint:
 
 def constraint_factory(tokenizer: Any, tools: ToolsSpec, stops: list[int],
                        top_k: int = 64) -> Callable[[], ToolCallConstraint]:
-    """A fresh processor per generate call, over one grammar built (and checked) once."""
-    grammar = CallGrammar(tools)
-    return lambda: ToolCallConstraint(tokenizer, grammar, stops, top_k)
+    """A fresh processor per generate call, over one grammar and vocabulary built (and checked) once."""
+    grammar, vocab = CallGrammar(tools), Vocabulary(tokenizer)
+    return lambda: ToolCallConstraint(tokenizer, grammar, vocab, stops, top_k)
