@@ -13,7 +13,9 @@ A merge variant combines adapters trained by earlier variants in LoRA space (PEF
 sum of the two updates, i.e. mergekit task_arithmetic at weights 1.0/1.0) and is scored like one:
                 {"name": ..., "merge": {"task_api_persona": "<variant>", "task_api_agentic": "<variant>"},
                  "method": "cat", "weights": {"task_api_persona": 1.0, "task_api_agentic": 1.0}}
---suite takes one or more suite files; metrics of every suite scored are reported.
+--suite takes one or more suite files; each is scored on its own (`suites`), the first also at the top level.
+--calendar-days N sets how many coming days the system prompt spells out (0: the date alone), for
+the whole process: run one process per setting (scripts/gpu_probe_parallel.sh runs several at once).
 Results go to $OUT/recipe_probe.json, rewritten after every variant.
 """
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 import traceback
 from pathlib import Path
@@ -38,13 +41,19 @@ def score(model_dir: Path, base: Path, suites: list[Path]) -> dict:
 
     specs = load_spec_set(paths.SPECS)
     ev_params = load_params("evaluate", EvaluateParams)
-    cases = [c for f in suites for c in load_suite(f)]
-    t = time.perf_counter()
-    ev = evaluate_model(model_dir, cases, specs, ev_params, base_dir=base, latency=False)
-    return {"eval_s": round(time.perf_counter() - t, 1), "eval_device": ev.system.get("device_name"),
-            "metrics": {k: val for k, val in ev.metrics.items()
-                        if k.split(".")[0] in ("agentic", "persona", "combined") and not isinstance(val, dict)},
-            "failed": [{"id": r.id, "reason": r.reason[:200]} for r in ev.records if not r.passed]}
+    out: dict = {"eval_s": 0.0, "suites": {}}
+    for i, f in enumerate(suites):
+        t = time.perf_counter()
+        ev = evaluate_model(model_dir, load_suite(f), specs, ev_params, base_dir=base, latency=False)
+        res = {"metrics": {k: val for k, val in ev.metrics.items()
+                           if k.split(".")[0] in ("agentic", "persona", "combined") and not isinstance(val, dict)},
+               "failed": [{"id": r.id, "reason": r.reason[:200]} for r in ev.records if not r.passed]}
+        out["eval_s"] += round(time.perf_counter() - t, 1)
+        out["eval_device"] = ev.system.get("device_name")
+        out["suites"][f.name] = res
+        if i == 0:  # the first suite's numbers stay at the top level, as before
+            out.update(res)
+    return out
 
 
 def run_merge(v: dict, base: Path, suites: list[Path], work: Path) -> dict:
@@ -97,13 +106,21 @@ def main() -> int:
     ap.add_argument("--work", default="/tmp/probe")
     ap.add_argument("--budget-s", type=float, default=420)
     ap.add_argument("--out")
+    ap.add_argument("--calendar-days", type=int, help="days the system prompt spells out (fteforge.agent.CALENDAR_DAYS)")
     args = ap.parse_args()
+    if args.calendar_days is not None:
+        import fteforge.agent
+
+        fteforge.agent.CALENDAR_DAYS = args.calendar_days
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     os.chdir(ROOT)
     deadline = time.monotonic() + args.budget_s
     out = Path(args.out or Path(os.environ.get("OUT", "/tmp")) / "recipe_probe.json")
-    data: dict = {"started": time.strftime("%Y-%m-%dT%H:%M:%S"), "variants": {}}
+    data: dict = {"started": time.strftime("%Y-%m-%dT%H:%M:%S"), "variants": {}, "argv": sys.argv[1:]}
+    from fteforge.agent import CALENDAR_DAYS
+
+    data["calendar_days"] = CALENDAR_DAYS
 
     def save() -> None:
         out.parent.mkdir(parents=True, exist_ok=True)

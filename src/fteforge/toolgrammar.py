@@ -336,6 +336,9 @@ class ToolCallConstraint:
     def _best(self, body: str, scores: Any) -> int | None:
         import torch
 
+        # the ranking runs on the host: the vocabulary's id groups live there, and on a GPU every
+        # element read of `scores` below would otherwise be a device sync (and cross-device indexing fails)
+        scores = scores.detach().cpu()
         k = min(self.top_k, scores.shape[-1])
         token = self._first_viable(body, torch.topk(scores, k).indices.tolist(), scores)
         if token is not None:
