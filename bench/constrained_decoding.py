@@ -42,12 +42,11 @@ def main() -> None:
 
     from fteforge import paths
     from fteforge.data.records import load_suite
-    from fteforge.evaluation.generation import stop_token_ids
+    from fteforge.evaluation.generation import tool_call_constraint
     from fteforge.evaluation.runner import load_model, measure_latency, run_suites, suite_metrics
     from fteforge.evaluation.shared_prefix import PrefixCachedGenerator
     from fteforge.params import EvaluateParams, load_params
     from fteforge.specs import load_spec_set
-    from fteforge.toolgrammar import constraint_factory
 
     torch.set_num_threads(args.threads)
     specs = load_spec_set(ROOT / "specs")
@@ -64,7 +63,7 @@ def main() -> None:
             made: list = []
             constraint = None
             if mode == "constrained":
-                factory = constraint_factory(loaded.tokenizer, specs.tools, stop_token_ids(loaded.model, loaded.tokenizer))
+                factory = tool_call_constraint(loaded.model, loaded.tokenizer, specs.tools)
 
                 def constraint(factory=factory, made=made):
                     made.append(factory())

@@ -358,3 +358,36 @@ def test_eval_n_is_respected_and_validated(specs):
     assert len(cases) == 100 and sum(c.expected_tool is None for c in cases) >= 20
     with pytest.raises(FteforgeError, match="cannot hold"):
         build_agentic_eval_cases(specs.agentic, specs.tools, n=5)
+
+
+def test_framing_wraps_requests_and_changes_nothing_else(specs, examples):
+    framed, _ = build_agentic_dataset(specs.agentic, specs.tools, seed=0, framing=0.5)
+    assert len(framed) == len(examples)
+    changed = 0
+    for plain, wrapped in zip(examples, framed, strict=True):
+        # the call, the Task API state and the date are the plain example's own
+        assert (plain.id, plain.today, plain.setup_tasks, plain.meta["args"]) == \
+            (wrapped.id, wrapped.today, wrapped.setup_tasks, wrapped.meta["args"])
+        if plain.meta["tool"] is not None:
+            assert plain.messages[2] == wrapped.messages[2]
+        if wrapped.user != plain.user:
+            changed += 1
+            assert plain.user in wrapped.user
+            head, tail = wrapped.user.split(plain.user, 1)
+            assert head in ("", *agentic.FRAME_PREFIXES) and tail in ("", *agentic.FRAME_SUFFIXES)
+    assert 0.4 < changed / len(examples) < 0.6
+    again, _ = build_agentic_dataset(specs.agentic, specs.tools, seed=0, framing=0.5)
+    assert [e.user for e in again] == [e.user for e in framed]
+
+
+def test_frames_are_train_only(with_ref):
+    for case, _ in with_ref:
+        text = case.input.casefold()
+        assert not [p for p in agentic.FRAME_PREFIXES if text.startswith(p.casefold())], case.input
+        assert not [s for s in agentic.FRAME_SUFFIXES if text.endswith(s.casefold())], case.input
+
+
+@pytest.mark.parametrize("framing", [-0.1, 1.5])
+def test_framing_out_of_range_is_refused(specs, framing):
+    with pytest.raises(FteforgeError, match="agentic_data.framing"):
+        build_agentic_dataset(specs.agentic, specs.tools, scale=0.1, framing=framing)

@@ -95,11 +95,9 @@ class ChatSession:
         if generate is None:
             if model is None:
                 raise ValueError("ChatSession needs a model or a generate function")
-            from fteforge.evaluation.generation import generate_one, stop_token_ids
-            from fteforge.toolgrammar import constraint_factory
+            from fteforge.evaluation.generation import generate_one, tool_call_constraint
 
-            constraint = (constraint_factory(tokenizer, specs.tools, stop_token_ids(model, tokenizer))
-                          if constrain_tool_calls else None)
+            constraint = tool_call_constraint(model, tokenizer, specs.tools) if constrain_tool_calls else None
 
             def generate(prompt: str) -> str:
                 return generate_one(model, tokenizer, prompt, max_new_tokens, constraint=constraint)

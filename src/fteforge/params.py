@@ -150,6 +150,8 @@ class AgenticDataParams(SpecModel):
 
     seed: int
     scale: float = Field(gt=0, description="multiplies every category's target count")
+    framing: float = Field(default=0.0, ge=0, le=1,
+                           description="share of training requests wrapped in a train-only opener/closer")
 
 
 class EvalSuiteParams(SpecModel):

@@ -173,22 +173,17 @@ class _Value:
         assert self.items is not None
         i = _literal(s, i, "[")
         lo, n = self.schema.get("minItems", 0), 0
-        if i >= len(s):
-            raise _Incomplete
-        if s[i] == "]":
-            if n < lo:
-                raise _Invalid
-            return i + 1
         while True:
-            i = self.items.parse(s, i)
-            n += 1
             if i >= len(s):
                 raise _Incomplete
             if s[i] == "]":
                 if n < lo:
                     raise _Invalid
                 return i + 1
-            i = _literal(s, i, ", ")
+            if n:
+                i = _literal(s, i, ", ")
+            i = self.items.parse(s, i)
+            n += 1
 
     def _number(self, s: str, i: int) -> int:
         j = i

@@ -94,6 +94,25 @@ TRAIN_ONLY_MODS: dict[str, list] = {
     "title_refs": ["'{t}'", 'the task called "{t}"', "the {t} task"],
 }
 
+# Small talk around a request, train-only: a user rarely types the bare command, and a 135M model that
+# only ever saw bare commands read the frame as content (held-out "task please: Finish the proposal"
+# -> complete_task). Every suffix starts with punctuation, so a frame never runs into a title.
+FRAME_PREFIXES = ["ok, ", "okay so ", "quick one: ", "hi! ", "hey TaskMaster, ", "alright, ", "one more thing: ",
+                  "right - ", "so, ", "hmm, ", "next: ", "also, ", "when you get a sec, ", "oh and ", "TaskMaster: "]
+FRAME_SUFFIXES = [", thanks", ", thank you!", " - cheers", ", pls", " (ty)", " :)", ", if you can", " - appreciated",
+                  "! thx", ". thanks a lot"]
+
+
+def frame_request(text: str, rng: random.Random) -> str:
+    """The request with a train-only opener, closer or both around it (its words untouched)."""
+    roll = rng.random()
+    if roll < 0.8:
+        text = rng.choice(FRAME_PREFIXES) + text
+    if roll >= 0.45:
+        text = text + rng.choice(FRAME_SUFFIXES)
+    return text
+
+
 # -- phrasing templates: {title}/{x} for create; {ref} names a task; the rest are scenario slots ------
 
 CREATE_TRAIN = [
@@ -665,7 +684,7 @@ def _ngram_ratios(texts: list[str]) -> dict[str, float]:
 
 def build_agentic_dataset(
     spec: AgenticSpec, tools: ToolsSpec, seed: int = 0, scale: float = 1.0,
-    no_call_replies: NoCallReplies | None = None,
+    no_call_replies: NoCallReplies | None = None, framing: float = 0.0,
 ) -> tuple[list[Example], dict[str, Any]]:
     """Training examples and coverage stats; every call was validated and executed for real.
 
@@ -673,10 +692,14 @@ def build_agentic_dataset(
     tool_result, for the persona builder); no-call examples are [system, user, assistant reply],
     the reply from `no_call_replies(scenario name as in the spec, user text, rng)` or built in.
     Each category gets at least ceil(target_count * scale) examples, round-robin over its
-    scenarios; the no-call category is topped up to min_no_call_fraction if needed.
+    scenarios; the no-call category is topped up to min_no_call_fraction if needed. A `framing` share
+    of the requests gets a train-only opener/closer (`frame_request`), drawn from its own generator so
+    every example's request, call and Task API state stay what they are without it.
     """
     if scale <= 0:
         raise FteforgeError(f"agentic data: scale must be > 0, got {scale}")
+    if not 0 <= framing <= 1:
+        raise FteforgeError(f"params.yaml: agentic_data.framing must be in [0, 1], got {framing}")
     validators, counts = _validators(tools), _category_counts(spec, scale)
     examples: list[Example] = []
     for cat_name, cat in spec.scenario_matrix.categories.items():
@@ -687,6 +710,9 @@ def build_agentic_dataset(
             template = order[(i // len(scenarios)) % len(order)]
             rng = rng_for(seed, cat_name, i)
             d = _draw(scn, template, rng, "train", tools, validators)
+            frame_rng = rng_for(seed, cat_name, i, "frame")
+            if frame_rng.random() < framing:
+                d.user = frame_request(d.user, frame_rng)
             meta: dict[str, Any] = {"tool": scn.tool, "args": copy.deepcopy(d.args), "tool_result": d.result,
                                     "template": d.template}
             if scn.tool is None:

@@ -42,6 +42,13 @@ def stop_token_ids(model: Any, tokenizer: Any) -> list[int]:
     return ids
 
 
+def tool_call_constraint(model: Any, tokenizer: Any, tools: Any):
+    """toolgrammar.constraint_factory for this model: a call closes where the model's turn may end."""
+    from fteforge.toolgrammar import constraint_factory
+
+    return constraint_factory(tokenizer, tools, stop_token_ids(model, tokenizer))
+
+
 def _pad_id(tokenizer: Any, stops: list[int]) -> int:
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0]
 

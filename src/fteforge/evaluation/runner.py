@@ -441,10 +441,9 @@ def evaluate_model(model_dir: Path | str, cases: Sequence[EvalCase], specs: Spec
     loaded = load_model(model_dir, base_dir, device)
     constraint = None
     if params.constrain_tool_calls:
-        from fteforge.evaluation.generation import stop_token_ids
-        from fteforge.toolgrammar import constraint_factory
+        from fteforge.evaluation.generation import tool_call_constraint
 
-        constraint = constraint_factory(loaded.tokenizer, specs.tools, stop_token_ids(loaded.model, loaded.tokenizer))
+        constraint = tool_call_constraint(loaded.model, loaded.tokenizer, specs.tools)
     generator = PrefixCachedGenerator(loaded.model, loaded.tokenizer, params.batch_size, constraint)
     start = time.perf_counter()
     records = run_suites(cases, generator, loaded.tokenizer, specs, params.max_new_tokens.model_dump(), progress)

@@ -22,17 +22,15 @@ def sample_interactions(model_dir: Path, specs: SpecSet, prompts: list[Any], *, 
     """`constrain_tool_calls`: decode calls as the released evaluation did (toolgrammar)."""
     import torch
 
-    from fteforge.evaluation.generation import stop_token_ids
+    from fteforge.evaluation.generation import tool_call_constraint
     from fteforge.evaluation.runner import load_model, run_agent_loop
     from fteforge.evaluation.shared_prefix import PrefixCachedGenerator
-    from fteforge.toolgrammar import constraint_factory
 
     torch.set_num_threads(threads)
     loaded = load_model(model_dir, base_dir, "cpu")
     cases = [EvalCase(id=f"sample-{i:02d}", kind="combined", input=p.user, setup_tasks=p.setup_tasks, today=today)
              for i, p in enumerate(prompts, 1)]
-    constraint = (constraint_factory(loaded.tokenizer, specs.tools, stop_token_ids(loaded.model, loaded.tokenizer))
-                  if constrain_tool_calls else None)
+    constraint = tool_call_constraint(loaded.model, loaded.tokenizer, specs.tools) if constrain_tool_calls else None
     generator = PrefixCachedGenerator(loaded.model, loaded.tokenizer, batch_size=len(cases), constraint=constraint)
     turns = run_agent_loop(cases, generator, loaded.tokenizer, specs, max_new_tokens)
     return [{"id": t.case.id, "today": today_label(today), "setup_tasks": t.case.setup_tasks, "user": t.case.input,
