@@ -41,7 +41,8 @@ def examples(n: int = 16) -> list[Example]:
 def knobs(**over) -> TrainKnobs:
     base = dict(lora=LoraParams(r=4, alpha=8, dropout=0.0, target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]),
                 epochs=4, learning_rate=5e-2, scheduler="cosine", warmup_ratio=0.0, batch_size=4, grad_accum=1,
-                max_length=512, group_by_length=True, weight_decay=0.0, save_steps=2, final_loss_window=0.25)
+                max_length=512, group_by_length=True, weight_decay=0.0, save_steps=2, final_loss_window=0.25,
+                precision="fp32")  # auto would differ by CPU; bf16 has its own test
     base.update(over)
     return TrainKnobs(**base)
 
@@ -168,7 +169,7 @@ def test_shared_prefix_loss_and_gradients_equal_full_sequences(tiny_llama_dir: P
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
     from fteforge.training.backends import _lora_config
-    from fteforge.training.prefix import SharedPrefixSFTTrainer, common_prefix_length, split_prefix
+    from fteforge.training.prefix import common_prefix_length, shared_prefix_loss, split_prefix
 
     tok = AutoTokenizer.from_pretrained(tiny_llama_dir)
     exs = examples(4)
@@ -188,9 +189,7 @@ def test_shared_prefix_loss_and_gradients_equal_full_sequences(tiny_llama_dir: P
                 torch.nn.init.normal_(p, std=0.02)
         if shared:
             batch = collate([{k2: r[k2] for k2 in ("input_ids", "labels")} for r in split_prefix(rows, k)])
-            trainer = object.__new__(SharedPrefixSFTTrainer)
-            trainer.prefix_ids = torch.tensor([rows[0]["input_ids"][:k]])
-            loss = trainer.compute_loss(model, batch)
+            loss, _ = shared_prefix_loss(model, torch.tensor([rows[0]["input_ids"][:k]]), batch)
         else:
             batch = collate([{k2: r[k2] for k2 in ("input_ids", "labels")} for r in rows])
             out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
@@ -223,3 +222,35 @@ def test_copy_free_gqa_attention_gives_the_stock_gradients(tiny_llama_dir: Path)
         loss.backward()
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
     assert torch.allclose(grads[0], grads[1], atol=1e-6)
+
+
+def test_bf16_precision_trains_with_bf16_matmuls_on_the_shared_prefix_path(tiny_llama_dir: Path,
+                                                                           tmp_path: Path) -> None:
+    """precision: bf16 reaches the shared-prefix loss (accelerate's autocast only wraps model.forward)."""
+    fp32 = train(tiny_llama_dir, tmp_path, "fp32", knobs=knobs(epochs=2))
+    bf16 = train(tiny_llama_dir, tmp_path, "bf16", knobs=knobs(epochs=2, precision="bf16"))
+    assert fp32["train.precision"] == "fp32" and bf16["train.precision"] == "bf16"
+    assert bf16["train.final_loss"] < bf16["train.first_loss"] * 0.8
+    # rounded matmuls: close to the fp32 run, but not the same numbers
+    assert bf16["train.first_loss"] != fp32["train.first_loss"]
+    assert abs(bf16["train.first_loss"] - fp32["train.first_loss"]) < 0.05 * fp32["train.first_loss"]
+    config = json.loads((tmp_path / "bf16" / "training_config.json").read_text())
+    assert config["precision"] == "bf16" and config["knobs"]["precision"] == "bf16"
+    # the master weights stay fp32, so the saved adapter is fp32 as well
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "bf16" / "adapter_model.safetensors"), "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float32}
+
+
+def test_auto_precision_follows_the_cpu_flags(tmp_path: Path) -> None:
+    from fteforge.precision import cpu_has_native_bf16, resolve_precision
+
+    zen4 = tmp_path / "zen4"
+    zen4.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx_vnni\n")
+    old = tmp_path / "old"
+    old.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f\n")
+    assert cpu_has_native_bf16(zen4) and not cpu_has_native_bf16(old)
+    assert not cpu_has_native_bf16(tmp_path / "missing")
+    assert resolve_precision("fp32") == "fp32" and resolve_precision("bf16") == "bf16"
+    assert resolve_precision("auto", "cpu") == ("bf16" if cpu_has_native_bf16() else "fp32")

@@ -88,6 +88,11 @@ class TrainKnobs(SpecModel):
     save_steps: int = Field(gt=0, description="checkpoint every N optimizer steps (resume after a crash)")
     max_steps: int | None = Field(default=None, gt=0, description="stop after this many steps (null = run all epochs)")
     final_loss_window: float = Field(gt=0, le=1, description="final loss = mean over this last share of steps")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        default="auto",
+        description="matmul precision (weights and optimizer stay fp32): auto = bf16 where the GPU or CPU "
+        "has native bf16 (AVX512-BF16/AMX), else fp32",
+    )
     learn_turns: Literal["marked", "all_assistant"] = Field(
         default="marked",
         description="marked: only the example's train_turn; all_assistant: every assistant turn up to it "

@@ -13,6 +13,7 @@ from typing import Any
 from fteforge.errors import FteforgeError
 from fteforge.models.attention import use_gqa_sdpa
 from fteforge.params import TrainKnobs
+from fteforge.precision import resolve_precision
 from fteforge.registry import Registry
 
 BACKENDS = Registry("training backend")
@@ -52,7 +53,8 @@ def _sft_config(knobs: TrainKnobs, seed: int, ckpt_dir: Path, use_cpu: bool, bf1
         save_total_limit=2,
         seed=seed,
         data_seed=seed,
-        # TRL defaults suit big GPUs; on CPU bf16 autocast and gradient checkpointing only cost time.
+        # bf16 autocast only where the hardware has it (fteforge.precision); gradient checkpointing
+        # trades compute for memory a 135M model does not need.
         bf16=bf16,
         fp16=False,
         gradient_checkpointing=False,
@@ -117,7 +119,8 @@ def _lora_config(knobs: TrainKnobs):
 @BACKENDS.register("trl")
 def train_trl(base_dir: Path, tokenizer, rows: list[dict[str, Any]], knobs: TrainKnobs, seed: int, ckpt_dir: Path,
               resume_from: Path | None, callbacks: list[Callable]) -> tuple[Any, list[dict]]:
-    """TRL SFTTrainer + PEFT LoRA in fp32 (the CPU path; also runs on CUDA)."""
+    """TRL SFTTrainer + PEFT LoRA, fp32 weights, bf16 autocast where `knobs.precision` resolves to it
+    (the CPU path; also runs on CUDA)."""
     import torch
     from peft import get_peft_model
     from transformers import AutoModelForCausalLM, set_seed
@@ -128,8 +131,9 @@ def train_trl(base_dir: Path, tokenizer, rows: list[dict[str, Any]], knobs: Trai
         use_gqa_sdpa(model)  # padded batches: no copy of every key/value head per layer (models/attention.py)
     set_seed(seed)  # LoRA A is initialised randomly: seed it, or two runs of one config differ
     model = get_peft_model(model, _lora_config(knobs))
-    return _run_trainer(model, tokenizer, rows, knobs, seed, ckpt_dir, resume_from, callbacks,
-                        use_cpu=not torch.cuda.is_available())
+    cuda = torch.cuda.is_available()
+    return _run_trainer(model, tokenizer, rows, knobs, seed, ckpt_dir, resume_from, callbacks, use_cpu=not cuda,
+                        bf16=resolve_precision(knobs.precision, "cuda" if cuda else "cpu") == "bf16")
 
 
 @BACKENDS.register("unsloth")
@@ -153,7 +157,7 @@ def train_unsloth(base_dir: Path, tokenizer, rows: list[dict[str, Any]], knobs: 
         target_modules=list(cfg.target_modules), layers_to_transform=cfg.layers_to_transform, bias="none",
         use_gradient_checkpointing=False, random_state=seed,
     )
-    bf16 = torch.cuda.is_bf16_supported()
+    bf16 = resolve_precision(knobs.precision, "cuda") == "bf16"
     # unsloth's patched attention is not checked with a broadcast prefix cache: keep full sequences there
     return _run_trainer(model, tokenizer, rows, knobs, seed, ckpt_dir, resume_from, callbacks, use_cpu=False,
                         bf16=bf16, share_prefix=False)

@@ -47,25 +47,34 @@ class SharedPrefixSFTTrainer(SFTTrainer):
         self.prefix_ids = torch.tensor([prefix_ids], dtype=torch.long)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        input_ids, labels = inputs["input_ids"], inputs["labels"]
-        batch = input_ids.shape[0]
-        inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-        body, head = inner.get_decoder(), inner.get_output_embeddings()
-        prefix = self.prefix_ids.to(input_ids.device)
-        # The decoder alone: the prefix needs no logits, it only feeds keys and values forward.
-        cache = body(input_ids=prefix, use_cache=True).past_key_values
-        for layer in cache.layers:
-            layer.keys = layer.keys.expand(batch, -1, -1, -1)
-            layer.values = layer.values.expand(batch, -1, -1, -1)
-        mask = torch.cat(
-            [torch.ones(batch, prefix.shape[1], dtype=inputs["attention_mask"].dtype, device=input_ids.device),
-             inputs["attention_mask"]], dim=1)
-        hidden = body(input_ids=input_ids, attention_mask=mask, past_key_values=cache, use_cache=True).last_hidden_state
-        target = labels[:, 1:]
-        learned = target != IGNORE
-        # The vocabulary projection is a fifth of a small model's compute: run it on learned positions only.
-        logits = head(hidden[:, :-1][learned]).float()
-        loss = torch.nn.functional.cross_entropy(logits, target[learned], reduction="sum")
-        count = num_items_in_batch if num_items_in_batch is not None else learned.sum()
-        loss = loss / count
+        # accelerate applies mixed precision by wrapping model.forward; the decoder and head are called
+        # directly here, so the autocast context has to be entered by hand (a no-op in fp32)
+        with self.accelerator.autocast():
+            loss, logits = shared_prefix_loss(model, self.prefix_ids, inputs, num_items_in_batch)
         return (loss, logits) if return_outputs else loss
+
+
+def shared_prefix_loss(model, prefix_ids: torch.Tensor, inputs: dict[str, torch.Tensor],
+                       num_items_in_batch=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean loss over learned tokens of `prefix + suffix` sequences, the prefix run once; (loss, logits)."""
+    input_ids, labels = inputs["input_ids"], inputs["labels"]
+    batch = input_ids.shape[0]
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    body, head = inner.get_decoder(), inner.get_output_embeddings()
+    prefix = prefix_ids.to(input_ids.device)
+    # The decoder alone: the prefix needs no logits, it only feeds keys and values forward.
+    cache = body(input_ids=prefix, use_cache=True).past_key_values
+    for layer in cache.layers:
+        layer.keys = layer.keys.expand(batch, -1, -1, -1)
+        layer.values = layer.values.expand(batch, -1, -1, -1)
+    mask = torch.cat(
+        [torch.ones(batch, prefix.shape[1], dtype=inputs["attention_mask"].dtype, device=input_ids.device),
+         inputs["attention_mask"]], dim=1)
+    hidden = body(input_ids=input_ids, attention_mask=mask, past_key_values=cache, use_cache=True).last_hidden_state
+    target = labels[:, 1:]
+    learned = target != IGNORE
+    # The vocabulary projection is a fifth of a small model's compute: run it on learned positions only.
+    logits = head(hidden[:, :-1][learned]).float()
+    loss = torch.nn.functional.cross_entropy(logits, target[learned], reduction="sum")
+    count = num_items_in_batch if num_items_in_batch is not None else learned.sum()
+    return loss / count, logits

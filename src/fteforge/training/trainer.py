@@ -16,6 +16,7 @@ from typing import Any
 from fteforge.data.records import Example
 from fteforge.gates import GateFailure, check_gates
 from fteforge.params import TrainKnobs
+from fteforge.precision import resolve_precision
 from fteforge.specs import Gate, ToolsSpec
 from fteforge.training.backends import BACKENDS, resolve_backend
 from fteforge.training.data import tokenize_examples
@@ -23,13 +24,16 @@ from fteforge.training.data import tokenize_examples
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 
 
-def run_key(rows: list[dict[str, Any]], knobs: TrainKnobs, seed: int, backend: str, base_dir: Path) -> str:
+def run_key(rows: list[dict[str, Any]], knobs: TrainKnobs, seed: int, backend: str, base_dir: Path,
+            precision: str = "fp32") -> str:
     """Identifies a training run: checkpoints are only resumed by a run with the same inputs."""
     h = hashlib.sha256()
     h.update(json.dumps([r["input_ids"] for r in rows]).encode())
     h.update(json.dumps([r["labels"] for r in rows]).encode())
     h.update(knobs.model_dump_json().encode())
     h.update(f"{seed}:{backend}".encode())
+    if precision != "fp32":  # fp32 keys stay as they were, so older checkpoints still resume
+        h.update(f":{precision}".encode())
     fp = Path(base_dir) / "fingerprint.json"
     h.update(fp.read_bytes() if fp.is_file() else str(base_dir).encode())
     return h.hexdigest()[:16]
@@ -113,11 +117,12 @@ def train_adapter(
     backend = resolve_backend(backend)
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
     rows = tokenize_examples(examples, tokenizer, tools, knobs.max_length, knobs.learn_turns)
-    key = run_key(rows, knobs, seed, backend, base_dir)
+    precision = resolve_precision(knobs.precision, "cuda" if torch.cuda.is_available() else "cpu")
+    key = run_key(rows, knobs, seed, backend, base_dir, precision)
     ckpt_dir = Path(work_dir) / f"{adapter}-{key}"
     resume = last_complete_checkpoint(ckpt_dir)
     resumed_from = int(resume.name.split("-")[1]) if resume else 0
-    report(f"{len(rows)} examples, backend {backend}" + (f", resuming from step {resumed_from}" if resume else ""))
+    report(f"{len(rows)} examples, backend {backend}, {precision}" + (f", resuming from step {resumed_from}" if resume else ""))
 
     start = time.perf_counter()
     model, log_history = BACKENDS.get(backend)(
@@ -144,6 +149,7 @@ def train_adapter(
             "train.peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             "train.resumed_from_step": resumed_from,
             "train.backend": backend,
+            "train.precision": precision,
             "adapter.size_mb": round(size_mb, 3),
             "adapter.trainable_params": sum(p.numel() for n, p in model.named_parameters() if "lora_" in n),
         }
@@ -155,7 +161,8 @@ def train_adapter(
         # Only deterministic facts go inside the adapter folder, so retraining the same inputs
         # reproduces it byte for byte; timings live in the metrics file.
         (tmp / "training_config.json").write_text(json.dumps(
-            {"adapter": adapter, "backend": backend, "seed": seed, "run_key": key, "knobs": knobs.model_dump()},
+            {"adapter": adapter, "backend": backend, "precision": precision, "seed": seed, "run_key": key,
+             "knobs": knobs.model_dump()},
             indent=2, sort_keys=True) + "\n")
         tmp.chmod(0o755)
         if out_dir.exists():
