@@ -7,7 +7,7 @@ knob change move the held-out score? Winners then go through `dvc exp run` on CP
     PYTHONPATH=/tmp/site:src python3 scripts/gpu_recipe_probe.py --variants .gpu3/variants.json \
         --suite .gpu3/agentic_eval.jsonl --gguf /tmp/base.gguf --budget-s 420
 
-variants.json: [{"name": ..., "adapter": "task_api_agentic", "data": "path.jsonl",
+variants.json: [{"name": ..., "adapter": "task_api_agentic", "data": "path.jsonl", "seed": 0,
                  "overrides": {"epochs": 2, "lora": {"layers": [15, ..., 29]}}, "eval": true}, ...]
 A merge variant combines adapters trained by earlier variants in LoRA space (PEFT `cat` is the exact
 sum of the two updates, i.e. mergekit task_arithmetic at weights 1.0/1.0) and is scored like one:
@@ -84,10 +84,11 @@ def run_variant(v: dict, base: Path, suites: list[Path], work: Path) -> dict:
     examples = load_examples(Path(v["data"]))
     out_dir = work / "adapters" / v["name"]
     t = time.perf_counter()
-    metrics = train_adapter(v["adapter"], base, examples, specs.tools, knobs, backend="trl", seed=params.seed,
+    metrics = train_adapter(v["adapter"], base, examples, specs.tools, knobs, backend="trl", seed=v.get("seed", params.seed),
                             threads=params.threads, out_dir=out_dir, work_dir=work / "ckpt", gates=[],
                             live_dir=None, progress=None)
-    res = {"knobs": knobs.model_dump(), "examples": len(examples), "train_process_s": round(time.perf_counter() - t, 1),
+    res = {"knobs": knobs.model_dump(), "seed": v.get("seed", params.seed), "examples": len(examples),
+           "precision": metrics.get("train.precision"), "train_process_s": round(time.perf_counter() - t, 1),
            **{k: metrics[k] for k in ("train.final_loss", "train.first_loss", "train.steps", "train.wall_s",
                                        "train.tokens_per_s", "adapter.size_mb")}}
     if v.get("eval", True) and suites:
