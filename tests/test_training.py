@@ -105,9 +105,10 @@ def test_training_lowers_loss_and_adapter_changes_outputs(tiny_llama_dir: Path, 
     assert not torch.allclose(before, after)
 
 
-def test_same_seed_same_adapter_bitwise(tiny_llama_dir: Path, tmp_path: Path) -> None:
-    train(tiny_llama_dir, tmp_path, "a", knobs=knobs(epochs=1))
-    train(tiny_llama_dir, tmp_path, "b", knobs=knobs(epochs=1))
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_same_seed_same_adapter_bitwise(tiny_llama_dir: Path, tmp_path: Path, precision: str) -> None:
+    train(tiny_llama_dir, tmp_path, "a", knobs=knobs(epochs=1, precision=precision))
+    train(tiny_llama_dir, tmp_path, "b", knobs=knobs(epochs=1, precision=precision))
     a = (tmp_path / "a" / "adapter_model.safetensors").read_bytes()
     b = (tmp_path / "b" / "adapter_model.safetensors").read_bytes()
     assert a == b
