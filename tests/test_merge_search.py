@@ -82,3 +82,22 @@ def test_search_refuses_uncommitted_params_and_dry_run_lists_commands(tmp_path):
     with pytest.raises(FteforgeError, match="params.yaml in .* uncommitted edits"):
         search(repo, grid)
     assert (repo / "params.yaml").read_text() == edited  # untouched
+
+
+def test_variant_outputs_cover_what_dvc_yaml_declares_for_a_candidate():
+    """A search removes a variant's outputs by the list in search.py; dvc.yaml is where they are declared,
+    so a new output added there must be cleaned up too."""
+    from fteforge.merging.search import variant_outputs
+
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    declared = []
+    for stage in ("merge", "evaluate_merge"):
+        body = stages[stage]["do"]
+        for section in ("outs", "metrics", "plots"):
+            for entry in body.get(section, []):
+                path = next(iter(entry)) if isinstance(entry, dict) else entry
+                declared.append(Path(path.replace("${key}", "probe_x")))
+    cleaned = variant_outputs("probe_x")
+    assert declared
+    for path in declared:
+        assert any(path == c or c in path.parents for c in cleaned), f"{path} is not removed by variant_outputs"
