@@ -1,8 +1,8 @@
 """Which float format a run computes in: `auto` takes bf16 only where the hardware does it natively.
 
 Why not always fp32: on a CPU with AVX512-BF16 or AMX (AMD Zen 4, Intel Sapphire Rapids and later) a
-bf16 matmul runs several times faster than an fp32 one (measured on a 2-core EPYC: 947 against 131
-GFLOP/s, `bench/results/cpu_bf16.json`), and a LoRA step of SmolLM2 is almost all matmuls. Where the
+bf16 matmul runs several times faster than an fp32 one (4.8x to 7x on a 2-core EPYC, 877 against 184
+GFLOP/s in `bench/results/cpu_bf16.json`), and a LoRA step of SmolLM2 is almost all matmuls. Where the
 CPU lacks those instructions bf16 is emulated and slower than fp32, so `auto` keeps fp32 there.
 Master weights, LoRA parameters and optimizer state stay fp32 either way (autocast), so only the
 matmuls round to bf16.
