@@ -391,3 +391,15 @@ def test_frames_are_train_only(with_ref):
 def test_framing_out_of_range_is_refused(specs, framing):
     with pytest.raises(FteforgeError, match="agentic_data.framing"):
         build_agentic_dataset(specs.agentic, specs.tools, scale=0.1, framing=framing)
+
+
+def test_date_context_spells_out_what_resolve_date_computes():
+    """The prompt's date line and the data's date conventions must never drift apart."""
+    from fteforge.agent import date_context
+
+    start = dt.date(2026, 1, 1)
+    for offset in range(0, 800, 3):  # every weekday, month ends, a leap-free year boundary
+        day = start + dt.timedelta(days=offset)
+        expected = (f"Tomorrow: {resolve_date('tomorrow', day)}. End of week: {resolve_date('end of the week', day)}. "
+                    f"End of month: {resolve_date('end of the month', day)}.")
+        assert date_context(day) == expected

@@ -74,3 +74,15 @@ def test_parse_reply(text: str, name: str | None, error: str | None) -> None:
 def test_parse_reply_keeps_prose_and_counts_calls() -> None:
     r = parse_reply('On it! <tool_call>{"name": "a", "arguments": {}}</tool_call><tool_call>{"name": "b"}</tool_call>')
     assert r.text == "On it!" and r.n_calls == 2 and r.name == "a"
+
+
+def test_render_spells_out_relative_dates_after_today(tok, tools) -> None:
+    from fteforge.agent import render
+
+    text = render(tok, [{"role": "user", "content": "hi"}], tools, "2026-11-28")  # a Saturday
+    assert ("Today is 2026-11-28 (Saturday). Tomorrow: 2026-11-29. End of week: 2026-11-29. "
+            "End of month: 2026-11-30.<|im_end|>") in text
+    # without `dates` the template still renders today alone, as releases before 1.9.0 did
+    bare = tok.apply_chat_template([{"role": "user", "content": "hi"}], tools=tools.as_json_schemas(),
+                                   today="2026-11-28 (Saturday)", tokenize=False)
+    assert "Today is 2026-11-28 (Saturday).<|im_end|>" in bare
