@@ -55,6 +55,58 @@ def test_each_stage_script_is_a_dep_of_its_own_stage() -> None:
             assert key.split(".")[0] in params, f"stage {name} names missing params key {key}"
 
 
+# Library modules that decide nothing about a stage's outputs: logging, errors, where files go, the
+# registries and the pydantic models whose values all come from params.yaml and specs/ (both deps), and
+# the CLI, of which stages use only `run_stage` (the error wrapper; its commands import lazily).
+NOT_OUTPUT_DEPS = ("console", "errors", "paths", "registry", "params", "specs", "gates", "cli", "__init__")  # top level
+
+
+def _fteforge_imports(path: Path) -> set[str]:
+    """fteforge modules a file imports anywhere in it (lazy imports inside functions included)."""
+    import ast
+
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("fteforge"):
+            out.add(node.module)
+            out |= {f"{node.module}.{a.name}" for a in node.names}
+        elif isinstance(node, ast.Import):
+            out |= {a.name for a in node.names if a.name.startswith("fteforge")}
+    return out
+
+
+def _module_file(module: str) -> Path | None:
+    base = REPO / "src" / Path(*module.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def test_each_stage_depends_on_the_library_code_it_runs() -> None:
+    """Editing a module a stage imports, directly or through other modules, must rerun that stage."""
+    problems = []
+    for name, stage in _stages().items():
+        deps = stage.get("do", stage)["deps"]
+        seen: set[Path] = set()
+        todo = [REPO / f"stages/{name}.py"]
+        while todo:
+            for module in _fteforge_imports(todo.pop()):
+                f = _module_file(module)
+                if f is None or f in seen:
+                    continue
+                rel = f.relative_to(REPO / "src" / "fteforge")
+                if rel.parts[0].removesuffix(".py") in NOT_OUTPUT_DEPS:
+                    continue  # and not followed: what they import only validates or reports
+                seen.add(f)
+                todo.append(f)
+        missing = {str(f.relative_to(REPO)) for f in seen}
+        missing = {p for p in missing if not any(p == d or p.startswith(d.rstrip("/") + "/") for d in deps)}
+        if missing:
+            problems.append(f"dvc.yaml stage {name} runs {sorted(missing)} but does not list them as deps")
+    assert not problems, "\n".join(problems)
+
+
 def test_train_entries_match_the_specs() -> None:
     from fteforge.params import TrainParams, load_params
     from fteforge.specs import load_spec_set

@@ -33,7 +33,8 @@ def examples(n: int = 16) -> list[Example]:
     for i in range(n):
         msgs = conversation(SPECS.agentic, f"Please add a task called errand {i}",
                             call=("create_task", {"title": f"errand {i}"}))
-        out.append(Example(id=f"t{i}", adapter="tiny", category="create", scenario="s", today="2026-11-23",
+        out.append(Example(id=f"t{i}", adapter="tiny", category="create", scenario="s",
+                           today="2026-11-23" if i % 2 == 0 else "2026-12-01",
                            messages=msgs, train_turn=2))
     return out
 
@@ -65,7 +66,8 @@ def test_all_assistant_turns_learns_the_call_and_the_reply(tiny_llama_dir: Path)
     tok = AutoTokenizer.from_pretrained(tiny_llama_dir)
     msgs = conversation(SPECS.agentic, "Add errand 1", call=("create_task", {"title": "errand 1"}),
                         result={"ok": True, "task": {"id": 1, "title": "errand 1"}}, reply="Done! What's next?")
-    ex = Example(id="p0", adapter="tiny", category="create", scenario="s", today="2026-11-23", messages=msgs,
+    ex = Example(id="p0", adapter="tiny", category="create", scenario="s",
+                           today="2026-11-23", messages=msgs,
                  train_turn=4)
     rows = {mode: tokenize_examples([ex], tok, SPECS.tools, 512, mode)[0] for mode in ("marked", "all_assistant")}
     only_reply = tok.decode([t for t, lab in zip(rows["marked"]["input_ids"], rows["marked"]["labels"], strict=True)
@@ -164,23 +166,28 @@ def test_metrics_serialise(tiny_llama_dir: Path, tmp_path: Path) -> None:
     write_jsonl(tmp_path / "m.jsonl", [m])
 
 
-def test_shared_prefix_loss_and_gradients_equal_full_sequences(tiny_llama_dir: Path) -> None:
+@pytest.mark.parametrize("dates", ["one date", "two dates"])
+def test_shared_prefix_loss_and_gradients_equal_full_sequences(tiny_llama_dir: Path, dates: str) -> None:
     from peft import get_peft_model
     from transformers import set_seed
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
     from fteforge.training.backends import _lora_config
-    from fteforge.training.prefix import common_prefix_length, shared_prefix_loss, split_prefix
+    from fteforge.training.prefix import batch_prefix_length, shared_prefix_loss
 
     tok = AutoTokenizer.from_pretrained(tiny_llama_dir)
-    exs = examples(4)
+    exs = [e.model_copy(update={"today": "2026-11-23"}) for e in examples(4)] if dates == "one date" else examples(4)
     exs[1] = exs[1].model_copy(update={"messages": conversation(
         SPECS.agentic, "Show me everything I have due this week, please",
         call=("list_tasks", {"due_before": "2026-11-29"}))})
     rows = tokenize_examples(exs, tok, SPECS.tools, 512)
-    k = common_prefix_length(rows)
-    assert k > 100  # the system turn up to the date is shared
     collate = DataCollatorForLanguageModeling(pad_token_id=tok.pad_token_id)
+    batch = collate([{k2: r[k2] for k2 in ("input_ids", "labels")} for r in rows])
+    k = batch_prefix_length(batch["input_ids"], batch["labels"], batch["attention_mask"])
+    system_turn = tok.decode(rows[0]["input_ids"][:k])
+    assert k > 100 and "Today is 202" in system_turn  # the system turn up to the date is shared
+    # one date: the whole system turn, date lines included, is shared; two dates: it stops inside them
+    assert ("End of month: 2026-11-30" in system_turn) == (dates == "one date")
 
     def grads(shared: bool):
         set_seed(0)
@@ -189,10 +196,8 @@ def test_shared_prefix_loss_and_gradients_equal_full_sequences(tiny_llama_dir: P
             if "lora_B" in n:
                 torch.nn.init.normal_(p, std=0.02)
         if shared:
-            batch = collate([{k2: r[k2] for k2 in ("input_ids", "labels")} for r in split_prefix(rows, k)])
-            loss, _ = shared_prefix_loss(model, torch.tensor([rows[0]["input_ids"][:k]]), batch)
+            loss, _ = shared_prefix_loss(model, batch)
         else:
-            batch = collate([{k2: r[k2] for k2 in ("input_ids", "labels")} for r in rows])
             out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
             logits, target = out.logits[:, :-1], batch["labels"][:, 1:]
             loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1),
@@ -205,6 +210,41 @@ def test_shared_prefix_loss_and_gradients_equal_full_sequences(tiny_llama_dir: P
     assert abs(loss_full - loss_shared) < 1e-4
     for n in g_full:
         assert torch.allclose(g_full[n], g_shared[n], atol=1e-5, rtol=1e-3), n
+
+
+def test_batch_prefix_stops_before_the_first_learned_token_and_at_padding() -> None:
+    from fteforge.training.prefix import batch_prefix_length
+
+    ids = torch.tensor([[5, 6, 7, 8, 9, 0], [5, 6, 7, 8, 9, 4]])
+    mask = torch.tensor([[1, 1, 1, 1, 1, 0], [1, 1, 1, 1, 1, 1]])
+    labels = torch.full_like(ids, IGNORE)
+    labels[:, 4:] = ids[:, 4:]
+    assert batch_prefix_length(ids, labels, mask) == 3  # token 3 predicts the first learned token
+    labels[1, 2:] = ids[1, 2:]
+    assert batch_prefix_length(ids, labels, mask) == 1
+    labels[0] = IGNORE  # a row with nothing to learn: share nothing
+    assert batch_prefix_length(ids, labels, mask) == 0
+
+
+def test_prefix_grouped_batches_come_from_one_group_and_cover_every_row_once() -> None:
+    from fteforge.training.prefix import PrefixGroupedSampler
+
+    groups = [f"d{i % 5}" for i in range(103)]
+    lengths = [(i * 37) % 90 + 10 for i in range(103)]
+    sampler = PrefixGroupedSampler(groups, lengths, batch_size=8)
+    torch.manual_seed(0)
+    order = list(sampler)
+    assert sorted(order) == list(range(103)) and len(sampler) == 103
+    batches = [order[j:j + 8] for j in range(0, 103, 8)]
+    assert len(batches[-1]) == 103 % 8  # the one short batch comes last
+    one_group = [b for b in batches if len({groups[i] for i in b}) == 1]
+    # 5 groups of 20-21 rows: 2 full batches each, the 4-5 rows left over from each fill mixed batches
+    assert len(one_group) == 10
+    for b in one_group:
+        assert [lengths[i] for i in b] == sorted((lengths[i] for i in b), reverse=True)
+    torch.manual_seed(0)
+    assert list(sampler) == order  # the torch RNG drives it: a resumed run replays the order
+    assert list(sampler) != order  # and each epoch draws a new one
 
 
 def test_copy_free_gqa_attention_gives_the_stock_gradients(tiny_llama_dir: Path) -> None:

@@ -21,19 +21,27 @@ def today_label(day: dt.date | str) -> str:
     return f"{day.isoformat()} ({day.strftime('%A')})"
 
 
+def end_of_week(day: dt.date) -> dt.date:
+    """The coming Sunday (`day` itself on a Sunday): what "by the end of the week" means here."""
+    return day + dt.timedelta(days=6 - day.weekday())
+
+
+def end_of_month(day: dt.date) -> dt.date:
+    return day.replace(day=calendar.monthrange(day.year, day.month)[1])
+
+
 def date_context(day: dt.date | str) -> str:
     """The dates relative phrases resolve to, spelled out after today's date in the system prompt.
 
     A 135M model does not do calendar arithmetic: before this line every held-out "by the end of the
     month", "end of the week" and "day after tomorrow" case failed in every model (release 1.8.0).
     Written out, those become a copy from the prompt. The keys echo how users say them.
-    Same conventions as `fteforge.data.agentic.resolve_date` (a test holds the two together).
+    `fteforge.data.agentic.resolve_date` resolves the phrases with the same helpers.
     """
     day = dt.date.fromisoformat(day) if isinstance(day, str) else day
     tomorrow = day + dt.timedelta(days=1)
-    week_end = day + dt.timedelta(days=6 - day.weekday())
-    month_end = day.replace(day=calendar.monthrange(day.year, day.month)[1])
-    return f"Tomorrow: {tomorrow.isoformat()}. End of week: {week_end.isoformat()}. End of month: {month_end.isoformat()}."
+    return (f"Tomorrow: {tomorrow.isoformat()}. End of week: {end_of_week(day).isoformat()}. "
+            f"End of month: {end_of_month(day).isoformat()}.")
 
 
 def system_message(spec: AgenticSpec) -> dict[str, str]:

@@ -84,6 +84,10 @@ class TrainKnobs(SpecModel):
     share_prefix: bool = Field(
         default=True, description="run the common system-prompt prefix once per batch (same loss, less compute)"
     )
+    group_by_prefix: bool = Field(
+        default=True, description="with share_prefix and group_by_length: batch examples of the same date together, "
+        "so the date lines join the prefix run once per batch",
+    )
     weight_decay: float = Field(ge=0)
     save_steps: int = Field(gt=0, description="checkpoint every N optimizer steps (resume after a crash)")
     max_steps: int | None = Field(default=None, gt=0, description="stop after this many steps (null = run all epochs)")

@@ -33,7 +33,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-from fteforge.agent import conversation
+from fteforge.agent import conversation, end_of_month, end_of_week
 from fteforge.data.records import EvalCase, Example
 from fteforge.data.world import (
     CATEGORIES,
@@ -336,9 +336,9 @@ def resolve_date(expr: str, today: dt.date) -> str:
     elif m := re.fullmatch(rf"(?:next )?({'|'.join(_WEEKDAYS)})", s):
         day = today + dt.timedelta(days=(_WEEKDAYS.index(m[1]) - today.weekday() - 1) % 7 + 1)
     elif s in ("end of the week", "end of this week", "end of week"):
-        day = today + dt.timedelta(days=6 - today.weekday())
+        day = end_of_week(today)
     elif s in ("end of the month", "end of this month", "end of month"):
-        day = today.replace(day=calendar.monthrange(today.year, today.month)[1])
+        day = end_of_month(today)
     elif re.fullmatch(r"\d{4}-\d{2}-\d{2}", s):
         day = dt.date.fromisoformat(s)
     elif m := (re.fullmatch(rf"({_MONTH_RE}) (\d{{1,2}})(?:st|nd|rd|th)?", s)

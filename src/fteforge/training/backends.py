@@ -75,26 +75,24 @@ def _run_trainer(model, tokenizer, rows, knobs, seed, ckpt_dir, resume_from, cal
     from datasets import Dataset
     from trl import SFTTrainer
 
-    from fteforge.training.prefix import (
-        SharedPrefixSFTTrainer,
-        common_prefix_length,
-        split_prefix,
-        supports_shared_prefix,
-    )
+    from fteforge.training.prefix import SharedPrefixSFTTrainer, supports_shared_prefix
 
     share = (knobs.share_prefix if share_prefix is None else share_prefix) and supports_shared_prefix(model)
-    k = common_prefix_length(rows) if share else 0
     kwargs = dict(
         model=model,
         args=_sft_config(knobs, seed, ckpt_dir, use_cpu, bf16),
         processing_class=tokenizer,
         callbacks=callbacks,
     )
-    if k > 1:
-        trainer = SharedPrefixSFTTrainer(train_dataset=Dataset.from_list(split_prefix(rows, k)),
-                                         prefix_ids=rows[0]["input_ids"][:k], **kwargs)
+    dataset = Dataset.from_list([{k: r[k] for k in ("input_ids", "labels", "length")} for r in rows])
+    if share:
+        groups = [r.get("group") for r in rows]
+        if not knobs.group_by_prefix or not knobs.group_by_length or None in groups:
+            groups = None  # transformers' length grouping
+        trainer = SharedPrefixSFTTrainer(train_dataset=dataset, groups=groups, lengths=[r["length"] for r in rows],
+                                         **kwargs)
     else:
-        trainer = SFTTrainer(train_dataset=Dataset.from_list(rows), **kwargs)
+        trainer = SFTTrainer(train_dataset=dataset, **kwargs)
     from transformers import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)  # our progress callback reports instead of raw dicts

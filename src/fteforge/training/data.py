@@ -66,5 +66,6 @@ def tokenize_examples(examples: list[Example], tokenizer, tools: ToolsSpec, max_
                 f"example {ex.id} is {len(ids)} tokens, over train max_length {max_length}: "
                 "raise max_length in params.yaml or shorten the data"
             )
-        rows.append({"input_ids": ids, "labels": labels, "length": len(ids)})
+        # Rows of one group render the same system turn (its date lines are the only part that varies).
+        rows.append({"input_ids": ids, "labels": labels, "length": len(ids), "group": ex.today})
     return rows

@@ -30,6 +30,7 @@ def run_key(rows: list[dict[str, Any]], knobs: TrainKnobs, seed: int, backend: s
     h = hashlib.sha256()
     h.update(json.dumps([r["input_ids"] for r in rows]).encode())
     h.update(json.dumps([r["labels"] for r in rows]).encode())
+    h.update(json.dumps([r.get("group") for r in rows]).encode())  # the batches, with group_by_prefix
     h.update(knobs.model_dump_json().encode())
     h.update(f"{seed}:{backend}".encode())
     if precision != "fp32":  # fp32 keys stay as they were, so older checkpoints still resume

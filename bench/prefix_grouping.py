@@ -1,0 +1,119 @@
+"""Training cost of date-grouped batches (group_by_prefix) against length-grouped ones, real data.
+
+    .venv/bin/python bench/prefix_grouping.py [--steps 12] [--adapters task_api_agentic task_api_persona]
+        [--out bench/results/prefix_grouping.json]
+
+Needs `dvc repro build_agentic_dataset build_persona_dataset prepare_base` first. Two measures:
+`epoch_tokens` counts the token positions one epoch runs through the model under each batch order
+(each batch's shared prefix once, then every row's padded suffix), exact and noise-free; `s_per_step`
+times the first `--steps` optimizer steps of the pipeline's own trainer with the adapter's knobs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from fteforge.console import quiet_libraries  # noqa: E402
+
+quiet_libraries()
+
+import torch  # noqa: E402
+from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed  # noqa: E402
+from transformers.trainer_pt_utils import get_length_grouped_indices  # noqa: E402
+
+from fteforge import paths  # noqa: E402
+from fteforge.data.records import load_examples  # noqa: E402
+from fteforge.params import TrainParams, load_params  # noqa: E402
+from fteforge.precision import resolve_precision  # noqa: E402
+from fteforge.specs import load_spec_set  # noqa: E402
+from fteforge.training.backends import _lora_config, _run_trainer  # noqa: E402
+from fteforge.training.data import IGNORE, tokenize_examples  # noqa: E402
+from fteforge.training.prefix import PrefixGroupedSampler  # noqa: E402
+
+DATASETS = {"agentic": paths.AGENTIC_TRAIN, "persona": paths.PERSONA_TRAIN}
+
+
+def batch_tokens(rows: list[dict], batch: list[int]) -> int:
+    """Positions the shared-prefix loss runs for one batch: the common prefix once, padded suffixes."""
+    ids = [rows[i]["input_ids"] for i in batch]
+    first = min(next(j for j, lab in enumerate(rows[i]["labels"]) if lab != IGNORE) for i in batch)
+    k = 0
+    while k < min(len(x) for x in ids) and k < first - 1 and all(x[k] == ids[0][k] for x in ids):
+        k += 1
+    return k + len(batch) * (max(len(x) for x in ids) - k)
+
+
+def epoch_tokens(rows: list[dict], order: list[int], bs: int) -> int:
+    return sum(batch_tokens(rows, order[j:j + bs]) for j in range(0, len(order), bs))
+
+
+def timed_steps(rows, tok, knobs, steps: int, bf16: bool) -> float:
+    model = AutoModelForCausalLM.from_pretrained(paths.BASE_DIR, dtype=torch.float32, attn_implementation="sdpa")
+    set_seed(0)
+    from peft import get_peft_model
+
+    model = get_peft_model(model, _lora_config(knobs))
+    with tempfile.TemporaryDirectory() as work:
+        start = time.perf_counter()
+        _run_trainer(model, tok, rows, knobs.model_copy(update={"max_steps": steps, "save_steps": 10_000}), 0,
+                     Path(work), None, [], use_cpu=True, bf16=bf16)
+        return time.perf_counter() - start
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=12)
+    ap.add_argument("--adapters", nargs="+", default=["task_api_agentic", "task_api_persona"])
+    ap.add_argument("--out", default="bench/results/prefix_grouping.json")
+    args = ap.parse_args()
+    params = load_params("train", TrainParams)
+    torch.set_num_threads(params.threads or torch.get_num_threads())
+    specs = load_spec_set(paths.SPECS)
+    tok = AutoTokenizer.from_pretrained(paths.BASE_DIR)
+    report: dict = {"benchmark": "prefix_grouping",
+                    "command": "python bench/prefix_grouping.py " + " ".join(sys.argv[1:]),
+                    "steps_timed": args.steps, "threads": torch.get_num_threads(),
+                    "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
+                    "adapters": {}}
+    for adapter in args.adapters:
+        knobs = params.knobs_for(adapter)
+        spec = params.adapters[adapter]
+        rows = tokenize_examples(load_examples(DATASETS[spec.dataset]), tok, specs.tools, knobs.max_length,
+                                 knobs.learn_turns)
+        bs = knobs.batch_size
+        torch.manual_seed(0)
+        by_length = get_length_grouped_indices([r["length"] for r in rows], bs)
+        torch.manual_seed(0)
+        by_date = list(PrefixGroupedSampler([r["group"] for r in rows], [r["length"] for r in rows], bs))
+        entry = {"examples": len(rows), "batch_size": bs, "dates": len({r["group"] for r in rows}),
+                 "epoch_tokens": {"length_grouped": epoch_tokens(rows, by_length, bs),
+                                  "date_grouped": epoch_tokens(rows, by_date, bs)}}
+        entry["epoch_tokens"]["ratio"] = round(entry["epoch_tokens"]["date_grouped"]
+                                               / entry["epoch_tokens"]["length_grouped"], 3)
+        bf16 = resolve_precision(knobs.precision, "cpu") == "bf16"
+        entry["precision"] = "bf16" if bf16 else "fp32"
+        timing = {}
+        for name, grouped in (("length_grouped", False), ("date_grouped", True)):
+            wall = timed_steps(rows, tok, knobs.model_copy(update={"group_by_prefix": grouped}), args.steps, bf16)
+            timing[name] = round(wall / args.steps, 3)
+            print(adapter, name, timing[name], "s/step", flush=True)
+        timing["ratio"] = round(timing["date_grouped"] / timing["length_grouped"], 3)
+        entry["s_per_step"] = timing
+        report["adapters"][adapter] = entry
+        print(adapter, json.dumps(entry), flush=True)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    print(f"-> {args.out}")
+
+
+if __name__ == "__main__":
+    main()
