@@ -158,6 +158,15 @@ def test_resume_after_kill_9(tiny_llama_dir: Path, tmp_path: Path) -> None:
     m = train(tiny_llama_dir, tmp_path, knobs=knobs(epochs=8, save_steps=2))
     assert m["train.resumed_from_step"] >= 4
     assert m["train.steps"] == 32
+    # the resumed run ends bitwise where an uninterrupted one does: the date-grouped batch order of
+    # every epoch, the optimizer state and the RNG all come back from the checkpoint
+    train(tiny_llama_dir, tmp_path, "uninterrupted", knobs=knobs(epochs=8, save_steps=2))
+    from safetensors.torch import load_file
+
+    resumed = load_file(tmp_path / "tiny" / "adapter_model.safetensors")
+    straight = load_file(tmp_path / "uninterrupted" / "adapter_model.safetensors")
+    assert resumed.keys() == straight.keys()
+    assert all(torch.equal(resumed[k], straight[k]) for k in straight)
     assert json.loads((tmp_path / "tiny" / "training_config.json").read_text())["seed"] == 0
 
 
