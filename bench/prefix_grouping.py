@@ -37,19 +37,22 @@ from fteforge.precision import resolve_precision  # noqa: E402
 from fteforge.specs import load_spec_set  # noqa: E402
 from fteforge.training.backends import _lora_config, _run_trainer  # noqa: E402
 from fteforge.training.data import IGNORE, tokenize_examples  # noqa: E402
-from fteforge.training.prefix import PrefixGroupedSampler  # noqa: E402
+from fteforge.training.prefix import MIN_PREFIX, PrefixGroupedSampler, batch_prefix_length  # noqa: E402
 
 DATASETS = {"agentic": paths.AGENTIC_TRAIN, "persona": paths.PERSONA_TRAIN}
 
 
 def batch_tokens(rows: list[dict], batch: list[int]) -> int:
     """Positions the shared-prefix loss runs for one batch: the common prefix once, padded suffixes."""
-    ids = [rows[i]["input_ids"] for i in batch]
-    first = min(next(j for j, lab in enumerate(rows[i]["labels"]) if lab != IGNORE) for i in batch)
-    k = 0
-    while k < min(len(x) for x in ids) and k < first - 1 and all(x[k] == ids[0][k] for x in ids):
-        k += 1
-    return k + len(batch) * (max(len(x) for x in ids) - k)
+    width = max(rows[i]["length"] for i in batch)
+
+    def padded(key: str, fill: int) -> torch.Tensor:
+        return torch.tensor([rows[i][key] + [fill] * (width - rows[i]["length"]) for i in batch])
+
+    mask = torch.tensor([[1] * rows[i]["length"] + [0] * (width - rows[i]["length"]) for i in batch])
+    k = batch_prefix_length(padded("input_ids", 0), padded("labels", IGNORE), mask)
+    k = k if k >= MIN_PREFIX else 0
+    return k + len(batch) * (width - k)
 
 
 def epoch_tokens(rows: list[dict], order: list[int], bs: int) -> int:
