@@ -175,8 +175,11 @@ def test_metrics_serialise(tiny_llama_dir: Path, tmp_path: Path) -> None:
     write_jsonl(tmp_path / "m.jsonl", [m])
 
 
+@pytest.mark.parametrize("attention", ["sdpa", "grouped matmul"])
 @pytest.mark.parametrize("dates", ["one date", "two dates"])
-def test_shared_prefix_loss_and_gradients_equal_full_sequences(tiny_llama_dir: Path, dates: str) -> None:
+def test_shared_prefix_loss_and_gradients_equal_full_sequences(tiny_llama_dir: Path, dates: str,
+                                                               attention: str) -> None:
+    """The trl backend's loss (prefix once, its cache broadcast) against stock SDPA over full rows."""
     from peft import get_peft_model
     from transformers import set_seed
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
@@ -200,7 +203,12 @@ def test_shared_prefix_loss_and_gradients_equal_full_sequences(tiny_llama_dir: P
 
     def grads(shared: bool):
         set_seed(0)
-        model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_llama_dir), _lora_config(knobs()))
+        model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
+        if shared and attention == "grouped matmul":
+            from fteforge.models.attention import use_grouped_matmul
+
+            assert use_grouped_matmul(model)
+        model = get_peft_model(model, _lora_config(knobs()))
         for n, p in model.named_parameters():  # non-zero B so gradients reach A too
             if "lora_B" in n:
                 torch.nn.init.normal_(p, std=0.02)
@@ -256,22 +264,61 @@ def test_prefix_grouped_batches_come_from_one_group_and_cover_every_row_once() -
     assert list(sampler) != order  # and each epoch draws a new one
 
 
-def test_copy_free_gqa_attention_gives_the_stock_gradients(tiny_llama_dir: Path) -> None:
-    """The trl backend's CPU attention (mask + enable_gqa) trains exactly like stock SDPA on a padded batch."""
-    from fteforge.models.attention import use_gqa_sdpa
+@pytest.mark.parametrize("stock", ["sdpa", "eager"])
+def test_grouped_matmul_attention_gives_the_stock_gradients(tiny_llama_dir: Path, stock: str) -> None:
+    """The trl backend's CPU attention (no key/value head copies) trains like stock attention on a padded batch."""
+    from fteforge.models.attention import GROUPED_MATMUL, use_grouped_matmul
 
     ids = torch.randint(5, 200, (3, 16), generator=torch.Generator().manual_seed(1))
     mask = torch.ones_like(ids)
-    mask[1, :5] = 0
-    grads = []
+    mask[1, 10:] = 0  # right padding, as the collator pads (a left pad would predict a real token from
+    mask[2, 12:] = 0  # a row that attends to nothing, where kernels legitimately differ)
+    losses, grads = [], []
     for switch in (False, True):
-        model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.float32, attn_implementation="sdpa")
+        model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.float32, attn_implementation=stock)
         if switch:
-            assert use_gqa_sdpa(model)
+            assert use_grouped_matmul(model) and model.config._attn_implementation == GROUPED_MATMUL
         loss = model(input_ids=ids, attention_mask=mask, labels=ids.masked_fill(mask == 0, -100)).loss
         loss.backward()
+        losses.append(loss.item())
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+    assert abs(losses[0] - losses[1]) < 1e-5
     assert torch.allclose(grads[0], grads[1], atol=1e-6)
+
+
+def test_frozen_weights_stored_in_bf16_give_bitwise_the_autocast_gradients(tiny_llama_dir: Path) -> None:
+    """Rounding the frozen weights once equals autocast rounding them on every call: same bits."""
+    from peft import get_peft_model
+    from transformers import set_seed
+
+    from fteforge.precision import store_frozen_linears_in_bf16
+    from fteforge.training.backends import _lora_config
+    from fteforge.training.prefix import shared_prefix_loss
+
+    ids = torch.randint(5, 200, (3, 24), generator=torch.Generator().manual_seed(2))
+    ids[:, :10] = ids[0, :10]
+    labels = ids.masked_fill(torch.arange(24) < 14, IGNORE)
+    mask = torch.ones_like(ids)
+    mask[2, 20:] = 0
+    labels[2, 20:] = IGNORE
+    out = []
+    for stored in (False, True):
+        set_seed(0)
+        model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_llama_dir), _lora_config(knobs()))
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                torch.nn.init.normal_(p, std=0.02)
+        if stored:
+            # 2 layers x 7 targets; the tied output head shares the fp32 embedding and is left alone
+            assert store_frozen_linears_in_bf16(model) == 14
+            assert model.get_output_embeddings().weight.dtype == torch.float32
+            assert {p.dtype for n, p in model.named_parameters() if p.requires_grad} == {torch.float32}
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss, _ = shared_prefix_loss(model, {"input_ids": ids, "labels": labels, "attention_mask": mask})
+        loss.backward()
+        out.append((loss.detach(), [p.grad for p in model.parameters() if p.requires_grad]))
+    assert torch.equal(out[0][0], out[1][0])
+    assert all(torch.equal(a, b) for a, b in zip(out[0][1], out[1][1], strict=True))
 
 
 def test_bf16_precision_trains_with_bf16_matmuls_on_the_shared_prefix_path(tiny_llama_dir: Path,

@@ -41,3 +41,25 @@ def resolve_precision(precision: Precision, device: str = "cpu") -> Literal["fp3
 
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
     return "bf16" if cpu_has_native_bf16() else "fp32"
+
+
+def store_frozen_linears_in_bf16(model) -> int:
+    """Keep the frozen Linear weights as bf16 for a bf16-autocast run; returns how many were converted.
+
+    Autocast casts a frozen weight to bf16 on every call (it caches casts of trainable leaves only): the
+    prefix pass and the suffix pass of each step each read 540 MB of fp32 SmolLM2 weights to write them
+    again as bf16. Rounding once up front feeds the matmuls the very same bf16 values, so losses and
+    gradients stay bitwise equal (tests/test_training.py), at half the weight memory. LoRA parameters and
+    anything shared with the embedding (a tied output head) stay fp32.
+    """
+    import torch
+
+    embedding = model.get_input_embeddings().weight
+    converted = 0
+    for module in model.modules():
+        w = getattr(module, "weight", None)
+        if type(module) is torch.nn.Linear and w is not None and not w.requires_grad and w is not embedding \
+                and w.dtype == torch.float32:
+            module.weight.data = w.data.to(torch.bfloat16)
+            converted += 1
+    return converted

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from fteforge.errors import FteforgeError
-from fteforge.models.attention import use_gqa_sdpa
+from fteforge.models.attention import use_grouped_matmul
 from fteforge.params import TrainKnobs
-from fteforge.precision import resolve_precision
+from fteforge.precision import resolve_precision, store_frozen_linears_in_bf16
 from fteforge.registry import Registry
 
 BACKENDS = Registry("training backend")
@@ -125,13 +125,16 @@ def train_trl(base_dir: Path, tokenizer, rows: list[dict[str, Any]], knobs: Trai
 
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32, attn_implementation="sdpa",
                                                  use_safetensors=True)
-    if not torch.cuda.is_available():
-        use_gqa_sdpa(model)  # padded batches: no copy of every key/value head per layer (models/attention.py)
+    cuda = torch.cuda.is_available()
+    if not cuda:
+        use_grouped_matmul(model)  # SDPA's CPU backward is a third of a step (models/attention.py)
     set_seed(seed)  # LoRA A is initialised randomly: seed it, or two runs of one config differ
     model = get_peft_model(model, _lora_config(knobs))
-    cuda = torch.cuda.is_available()
+    bf16 = resolve_precision(knobs.precision, "cuda" if cuda else "cpu") == "bf16"
+    if bf16 and not cuda:
+        store_frozen_linears_in_bf16(model)
     return _run_trainer(model, tokenizer, rows, knobs, seed, ckpt_dir, resume_from, callbacks, use_cpu=not cuda,
-                        bf16=resolve_precision(knobs.precision, "cuda" if cuda else "cpu") == "bf16")
+                        bf16=bf16)
 
 
 @BACKENDS.register("unsloth")
