@@ -19,7 +19,6 @@ import json
 import os
 import platform
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
@@ -31,19 +30,9 @@ quiet_libraries()
 import torch  # noqa: E402
 
 from fteforge import paths  # noqa: E402
-from fteforge.evaluation.generation import tool_call_constraint  # noqa: E402
 from fteforge.evaluation.pipeline import load_suites, read_results  # noqa: E402
 from fteforge.evaluation.report import build_results, case_scores  # noqa: E402
-from fteforge.evaluation.runner import (  # noqa: E402
-    ModelEvaluation,
-    load_model,
-    measure_latency,
-    persona_case_scores,
-    run_suites,
-    suite_metrics,
-    win_rate,
-)
-from fteforge.evaluation.shared_prefix import PrefixCachedGenerator  # noqa: E402
+from fteforge.evaluation.runner import evaluate_model, persona_case_scores, win_rate  # noqa: E402
 from fteforge.params import EvaluateParams, load_params  # noqa: E402
 from fteforge.specs import load_spec_set  # noqa: E402
 
@@ -82,19 +71,10 @@ def main() -> None:
               "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
               "variants": {}}
     for variant in args.variants:
-        loaded = load_model(paths.merge_dir(args.candidate), paths.BASE_DIR, "cpu")
-        model = serve_as(loaded.model, variant)
-        constraint = tool_call_constraint(model, loaded.tokenizer, specs.tools) if params.constrain_tool_calls else None
-        gen = PrefixCachedGenerator(model, loaded.tokenizer, params.batch_size, constraint)
-        start = time.perf_counter()
-        records = run_suites(cases, gen, loaded.tokenizer, specs, params.max_new_tokens.model_dump())
-        suites_s = time.perf_counter() - start
-        metrics = suite_metrics(records, [t.name for t in specs.persona.traits])
-        metrics.update(measure_latency(gen, loaded.tokenizer, specs, params.latency.runs, params.latency.warmup,
-                                       params.latency.max_new_tokens))
-        ev = ModelEvaluation(path=str(paths.merge_dir(args.candidate)), kind=loaded.kind, base_path=None,
-                             metrics=metrics, records=records, system={"serving": variant},
-                             timings={"suites_s": suites_s})
+        ev = evaluate_model(paths.merge_dir(args.candidate), cases, specs, params, base_dir=paths.BASE_DIR,
+                            prepare=lambda model, v=variant: serve_as(model, v))
+        ev.system["serving"] = variant
+        records, metrics, suites_s = ev.records, ev.metrics, ev.timings["suites_s"]
         ab = win_rate(persona_case_scores(records), case_scores(base_results), params.bootstrap_samples, params.seed)
         results = build_results(f"merges/{args.candidate}", "merge", ev, specs, suites=suites, ab=ab,
                                 base_results=base_results, adapter_results=adapter_results)

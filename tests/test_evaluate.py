@@ -130,6 +130,33 @@ def test_prefix_cached_batches_equal_single_stream(tiny_model):
     assert gen(prompts[:2], 12) == batched[:2]  # the cached prefix is reused, not corrupted, by a second call
 
 
+def test_group_prefixes_of_several_dates_equal_single_stream(tiny_model):
+    """Prompts of three dates: each date's system turn cached once, rows prefilled unpadded, same tokens."""
+    from fteforge.agent import conversation, render
+    from fteforge.evaluation.generation import generate_one
+    from fteforge.evaluation.shared_prefix import PrefixCachedGenerator, common_prefix_len, group_prefix_lens
+
+    tok = tiny_model.tokenizer
+    dates = ["2026-11-23"] * 3 + ["2027-01-15"] * 3 + ["2026-06-17"]
+    users = [*LATENCY_PROMPTS, "Push every task due tomorrow to Monday and tell me what is left for this week"]
+    prompts = [render(tok, conversation(SPECS.agentic, u), SPECS.tools, d, add_generation_prompt=True)
+               for u, d in zip(users, dates, strict=False)]
+    encoded = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    n = common_prefix_len(encoded)
+    lens = group_prefix_lens(encoded, n, min_group=3)
+    # the two dates with three prompts share their date lines; the lone date only the year of one of them
+    assert lens[0] == lens[1] == lens[2] > n and lens[3] == lens[4] == lens[5] > n
+    assert n <= lens[6] < min(lens[0], lens[3])
+    assert all(m < len(e) for m, e in zip(lens, encoded, strict=True))
+    gen = PrefixCachedGenerator(tiny_model.model, tok, batch_size=4, min_group=3)
+    out = gen(prompts, 10)
+    assert out == [generate_one(tiny_model.model, tok, p, 10) for p in prompts]
+    assert {len(p) for p in gen._caches} == {n, *lens}
+    assert gen(prompts[::-1], 10) == out[::-1]  # the kept caches serve a second call unchanged
+    small = PrefixCachedGenerator(tiny_model.model, tok, batch_size=4, min_group=3, max_cached=2)
+    assert small(prompts, 10) == out and len(small._caches) == 2
+
+
 class Scripted:
     """A stand-in model: answers each prompt by what it contains, and records every prompt it was given."""
 
@@ -197,6 +224,21 @@ def test_evaluate_model_runs_every_kind(adapter_eval):
     assert m["latency.runs"] == 30 and m["latency.p50_ms"] <= m["latency.p95_ms"]
     assert ev.system["device"] == "cpu" and ev.system["threads"] == 1
     assert all(r.kind != "agentic" or r.final_reply is None for r in ev.records)
+
+
+def test_prepare_hook_evaluates_the_model_it_returns(tiny_llama_dir):
+    """bench/serving_precision.py's path: the loaded model swapped for a bf16 copy before anything runs."""
+    import torch
+
+    seen = []
+
+    def to_bf16(model):
+        seen.append(model)
+        return model.to(torch.bfloat16)
+
+    ev = evaluate_model(tiny_llama_dir, CASES, SPECS, TINY, latency=False, prepare=to_bf16)
+    assert len(seen) == 1 and next(seen[0].parameters()).dtype == torch.bfloat16
+    assert [r.id for r in ev.records] == [c.id for c in CASES]
 
 
 def test_results_json_has_every_section(adapter_eval, tiny_llama_dir):

@@ -425,10 +425,13 @@ class ModelEvaluation:
 
 def evaluate_model(model_dir: Path | str, cases: Sequence[EvalCase], specs: SpecSet, params: Any, *,
                    base_dir: Path | str | None = None, latency: bool = True,
+                   prepare: Callable[[Any], Any] | None = None,
                    progress: Callable[[str], None] = lambda _: None) -> ModelEvaluation:
     """Load `model_dir`, run `cases` through the loop and the scorers, time a turn, read peak memory.
 
     `params` is a params.EvaluateParams. Torch threads are fixed first, so runs are comparable.
+    `prepare` turns the loaded model into the one to evaluate (bench/serving_precision.py serves it in
+    bf16 or int8 that way).
     """
     import torch
 
@@ -439,6 +442,8 @@ def evaluate_model(model_dir: Path | str, cases: Sequence[EvalCase], specs: Spec
     device = resolve_device(params.device)
     progress(f"loading {model_dir}")
     loaded = load_model(model_dir, base_dir, device)
+    if prepare is not None:
+        loaded.model = prepare(loaded.model)
     constraint = None
     if params.constrain_tool_calls:
         from fteforge.evaluation.generation import tool_call_constraint
