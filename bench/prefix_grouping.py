@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -27,19 +25,15 @@ from fteforge.console import quiet_libraries  # noqa: E402
 quiet_libraries()
 
 import torch  # noqa: E402
-from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed  # noqa: E402
+from _train_setup import adapter_rows, setup  # noqa: E402
+from transformers import AutoModelForCausalLM, set_seed  # noqa: E402
 from transformers.trainer_pt_utils import get_length_grouped_indices  # noqa: E402
 
 from fteforge import paths  # noqa: E402
-from fteforge.data.records import load_examples  # noqa: E402
-from fteforge.params import TrainParams, load_params  # noqa: E402
 from fteforge.precision import resolve_precision  # noqa: E402
-from fteforge.specs import load_spec_set  # noqa: E402
 from fteforge.training.backends import _lora_config, _run_trainer  # noqa: E402
-from fteforge.training.data import IGNORE, tokenize_examples  # noqa: E402
+from fteforge.training.data import IGNORE  # noqa: E402
 from fteforge.training.prefix import MIN_PREFIX, PrefixGroupedSampler, batch_prefix_length  # noqa: E402
-
-DATASETS = {"agentic": paths.AGENTIC_TRAIN, "persona": paths.PERSONA_TRAIN}
 
 
 def batch_tokens(rows: list[dict], batch: list[int]) -> int:
@@ -78,20 +72,10 @@ def main() -> None:
     ap.add_argument("--adapters", nargs="+", default=["task_api_agentic", "task_api_persona"])
     ap.add_argument("--out", default="bench/results/prefix_grouping.json")
     args = ap.parse_args()
-    params = load_params("train", TrainParams)
-    torch.set_num_threads(params.threads or torch.get_num_threads())
-    specs = load_spec_set(paths.SPECS)
-    tok = AutoTokenizer.from_pretrained(paths.BASE_DIR)
-    report: dict = {"benchmark": "prefix_grouping",
-                    "command": "python bench/prefix_grouping.py " + " ".join(sys.argv[1:]),
-                    "steps_timed": args.steps, "threads": torch.get_num_threads(),
-                    "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
-                    "adapters": {}}
+    params, specs, tok, report = setup("prefix_grouping")
+    report |= {"steps_timed": args.steps, "adapters": {}}
     for adapter in args.adapters:
-        knobs = params.knobs_for(adapter)
-        spec = params.adapters[adapter]
-        rows = tokenize_examples(load_examples(DATASETS[spec.dataset]), tok, specs.tools, knobs.max_length,
-                                 knobs.learn_turns)
+        knobs, rows = adapter_rows(params, specs, tok, adapter)
         bs = knobs.batch_size
         torch.manual_seed(0)
         by_length = get_length_grouped_indices([r["length"] for r in rows], bs)

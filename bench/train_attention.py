@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -35,18 +33,14 @@ from fteforge.console import quiet_libraries  # noqa: E402
 quiet_libraries()
 
 import torch  # noqa: E402
-from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback, set_seed  # noqa: E402
+from _train_setup import adapter_rows, setup  # noqa: E402
+from transformers import AutoModelForCausalLM, TrainerCallback, set_seed  # noqa: E402
 
 from fteforge import paths  # noqa: E402
-from fteforge.data.records import load_examples  # noqa: E402
 from fteforge.models.attention import use_gqa_sdpa, use_grouped_matmul  # noqa: E402
-from fteforge.params import TrainParams, load_params  # noqa: E402
 from fteforge.precision import resolve_precision, store_frozen_linears_in_bf16  # noqa: E402
-from fteforge.specs import load_spec_set  # noqa: E402
 from fteforge.training.backends import _lora_config, _run_trainer  # noqa: E402
-from fteforge.training.data import tokenize_examples  # noqa: E402
 
-DATASETS = {"agentic": paths.AGENTIC_TRAIN, "persona": paths.PERSONA_TRAIN}
 VARIANTS = {
     "gqa_sdpa": (use_gqa_sdpa, False),
     "grouped_matmul": (use_grouped_matmul, False),
@@ -89,19 +83,10 @@ def main() -> None:
     ap.add_argument("--adapters", nargs="+", default=["task_api_agentic", "task_api_persona"])
     ap.add_argument("--out", default="bench/results/train_attention.json")
     args = ap.parse_args()
-    params = load_params("train", TrainParams)
-    torch.set_num_threads(params.threads or torch.get_num_threads())
-    specs = load_spec_set(paths.SPECS)
-    tok = AutoTokenizer.from_pretrained(paths.BASE_DIR)
-    report: dict = {"benchmark": "train_attention",
-                    "command": "python bench/train_attention.py " + " ".join(sys.argv[1:]),
-                    "steps": args.steps, "threads": torch.get_num_threads(),
-                    "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
-                    "torch": torch.__version__, "adapters": {}}
+    params, specs, tok, report = setup("train_attention")
+    report |= {"steps": args.steps, "torch": torch.__version__, "adapters": {}}
     for adapter in args.adapters:
-        knobs = params.knobs_for(adapter)
-        rows = tokenize_examples(load_examples(DATASETS[params.adapters[adapter].dataset]), tok, specs.tools,
-                                 knobs.max_length, knobs.learn_turns)
+        knobs, rows = adapter_rows(params, specs, tok, adapter)
         bf16 = resolve_precision(knobs.precision, "cpu") == "bf16"
         entry: dict = {"examples": len(rows), "batch_size": knobs.batch_size, "precision": "bf16" if bf16 else "fp32",
                        "variants": {}}
