@@ -254,6 +254,15 @@ def test_cli_once_json(tiny_llama_dir, tmp_path, capsys):
     assert db.is_file() and rows(db) == []
 
 
+def test_cli_serves_the_precision_asked_for(tiny_llama_dir, tmp_path, capsys):
+    """--serving int8_weights runs the same loop on the int8-weight model (fteforge.evaluation.serving)."""
+    code = cli_main(["chat", str(tiny_llama_dir), "--once", "hello", "--json", "--db", str(tmp_path / "q.db"),
+                     "--max-new-tokens", "4", "--serving", "int8_weights", *FAST])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert json.loads(captured.out)["user"] == "hello"
+
+
 def test_cli_once_text_with_an_adapter(tiny_llama_dir, tmp_path, capsys):
     import torch
     from peft import LoraConfig, get_peft_model

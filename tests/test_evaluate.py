@@ -223,6 +223,7 @@ def test_evaluate_model_runs_every_kind(adapter_eval):
         assert key in m, key
     assert m["latency.runs"] == 30 and m["latency.p50_ms"] <= m["latency.p95_ms"]
     assert ev.system["device"] == "cpu" and ev.system["threads"] == 1
+    assert ev.system["serving"] == "int8_weights"  # evaluate.serving auto, on a CPU
     assert all(r.kind != "agentic" or r.final_reply is None for r in ev.records)
 
 

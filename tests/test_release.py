@@ -251,6 +251,7 @@ GOLDEN_METADATA = {
     "persona_display_name": "TaskMaster", "persona_traits": ["encouraging without being patronizing", "warm"],
     "tools": ["create_task", "list_tasks"], "tool_call_format": "fteforge-chatml-tools-v1",
     "tool_calls": "schema-constrained",
+    "serving": "int8_weights",
     "suites": {"persona": {"cases": 56}, "agentic": {"cases": 70}, "combined": {"cases": 24}},
     "system": {"device": "cpu", "threads": 2},
     "headline": {"persona": 8.75, "agentic": 0.9143, "combined": 0.8725},

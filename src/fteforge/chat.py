@@ -255,6 +255,23 @@ def resolve_tool_calls(model_dir: Path | str, choice: str) -> bool:
                             "pass --tool-calls constrained or free") from None
 
 
+def resolve_serving(model_dir: Path | str, choice: str) -> str:
+    """--serving: `auto` serves as the release's own EVALUATION_RESULTS.json was measured (fp32 when the
+    folder has none); a precision forces it (fteforge.evaluation.serving)."""
+    if choice != "auto":
+        return choice
+    from fteforge.evaluation.serving import DEFAULT_SERVING, serving_in
+
+    results = Path(model_dir) / "EVALUATION_RESULTS.json"
+    if not results.is_file():
+        return DEFAULT_SERVING
+    try:
+        return serving_in(json.loads(results.read_text()))
+    except (json.JSONDecodeError, AttributeError) as err:
+        raise FteforgeError(f"{results}: not a readable EVALUATION_RESULTS.json ({err}) - "
+                            "pass --serving fp32, bf16 or int8_weights") from None
+
+
 def resolve_specs_dir(model_dir: Path | str, specs: Path | str | None) -> Path:
     """The spec folder a chat uses: --specs when given, else the release's own copy, else ./specs.
 

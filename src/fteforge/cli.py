@@ -135,8 +135,9 @@ def cmd_chat(args: argparse.Namespace) -> int:
         quiet_libraries()
         from rich.console import Console
 
-        from fteforge.chat import ChatSession, resolve_specs_dir, resolve_tool_calls
+        from fteforge.chat import ChatSession, resolve_serving, resolve_specs_dir, resolve_tool_calls
         from fteforge.evaluation.runner import load_model, model_kind
+        from fteforge.evaluation.serving import serve_as
         from fteforge.specs import load_spec_set
 
         if args.json and args.once is None:
@@ -159,6 +160,11 @@ def cmd_chat(args: argparse.Namespace) -> int:
         if not args.json:
             console.print(f"loading {model_dir} on {device}", markup=False, style="dim")
         loaded = load_model(model_dir, args.base, device)
+        serving = resolve_serving(model_dir, args.serving)
+        try:
+            serve_as(loaded.model, serving)
+        except ValueError as err:
+            raise FteforgeError(f"--serving {serving}: {err}") from None
         out = Console(highlight=False, soft_wrap=True)
         constrain = resolve_tool_calls(model_dir, args.tool_calls)
         with ChatSession(loaded.tokenizer, specs, args.db, today=today, model=loaded.model,
@@ -305,6 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tool-calls", choices=["auto", "constrained", "free"], default="auto",
                    help="decode tool calls against their JSON Schema (constrained) or freely; auto: as the "
                         "model's EVALUATION_RESULTS.json was measured, constrained when it has none")
+    p.add_argument("--serving", choices=["auto", "fp32", "bf16", "int8_weights"], default="auto",
+                   help="inference precision; auto: as the model's EVALUATION_RESULTS.json was measured, fp32 "
+                        "when it has none")
     p.add_argument("--max-context", type=int, default=1536,
                    help="prompt token budget; the oldest exchanges are dropped beyond it (default: 1536)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads, 0 = torch's default (default: 2)")

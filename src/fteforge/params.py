@@ -282,6 +282,10 @@ class EvaluateParams(SpecModel):
         default=True, description="inside <tool_call>, decode only calls that pass the tool's JSON Schema "
                                   "(fteforge.toolgrammar); the release serves the same way"
     )
+    serving: Literal["auto", "fp32", "bf16", "int8_weights"] = Field(
+        default="auto", description="inference precision of every evaluated model (fteforge.evaluation.serving); "
+                                    "auto: int8_weights on CPU, bf16 on CUDA; the release serves the same way"
+    )
     max_cases: int | None = Field(
         default=None, gt=0, description="evaluate only the first N cases of each suite (quick runs); null = all"
     )

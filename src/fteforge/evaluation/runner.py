@@ -429,12 +429,14 @@ def evaluate_model(model_dir: Path | str, cases: Sequence[EvalCase], specs: Spec
                    progress: Callable[[str], None] = lambda _: None) -> ModelEvaluation:
     """Load `model_dir`, run `cases` through the loop and the scorers, time a turn, read peak memory.
 
-    `params` is a params.EvaluateParams. Torch threads are fixed first, so runs are comparable.
-    `prepare` turns the loaded model into the one to evaluate (bench/serving_precision.py serves it in
-    bf16 or int8 that way).
+    `params` is a params.EvaluateParams. Torch threads are fixed first, so runs are comparable. The
+    model is served in `params.serving` (fteforge.evaluation.serving), recorded in `system.serving`;
+    `prepare` then turns it into the one to evaluate (bench/serving_precision.py compares precisions
+    that way, from fp32).
     """
     import torch
 
+    from fteforge.evaluation.serving import resolve_serving, serve_as
     from fteforge.evaluation.shared_prefix import PrefixCachedGenerator
 
     if params.threads:
@@ -442,6 +444,8 @@ def evaluate_model(model_dir: Path | str, cases: Sequence[EvalCase], specs: Spec
     device = resolve_device(params.device)
     progress(f"loading {model_dir}")
     loaded = load_model(model_dir, base_dir, device)
+    serving = resolve_serving(params.serving, device)
+    loaded.model = serve_as(loaded.model, serving)
     if prepare is not None:
         loaded.model = prepare(loaded.model)
     constraint = None
@@ -461,7 +465,8 @@ def evaluate_model(model_dir: Path | str, cases: Sequence[EvalCase], specs: Spec
                                        params.latency.warmup, params.latency.max_new_tokens))
         timings["latency_s"] = time.perf_counter() - start
     metrics["memory.peak_rss_gb"] = peak_rss_gb()
-    system = device_info(device) | {"tool_calls": TOOL_CALLS_CONSTRAINED if constraint else TOOL_CALLS_FREE}
+    system = device_info(device) | {"tool_calls": TOOL_CALLS_CONSTRAINED if constraint else TOOL_CALLS_FREE,
+                                    "serving": serving}
     return ModelEvaluation(path=str(model_dir), kind=loaded.kind,
                            base_path=str(loaded.base_path) if loaded.base_path else None, metrics=metrics,
                            records=records, system=system, timings=timings)

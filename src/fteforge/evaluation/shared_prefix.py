@@ -9,8 +9,8 @@ the tool result. On CPU prefill is most of the cost (measured on SmolLM2-135M, 2
   date) once per group, each extending the longest cached prefix of it;
 * each row's own tokens are prefilled one row at a time, so no pad is ever computed. Padded batches
   of the 150 held-out cases ran 35,111 prefill positions per model, 9,181 of them pads next to long
-  tool results; now ~13,000. Held-out suites of the 1.10.0 v5_ties merge: 103 s -> 79 s, all 150
-  transcripts identical.
+  tool results; now ~13,000, all 150 transcripts identical. The wall-time gain on this noisy 2-core
+  machine measured 0-20% per model back to back (decode is the larger part of what is left).
 
 Each batch's cache is preallocated for prefix + prompt + new tokens and written in place. The stock
 DynamicCache concatenates every layer's keys and values on every step, a full copy of a cache that is
@@ -103,22 +103,19 @@ def batch_cache(prefix_cache: Any, batch: int, capacity: int) -> Any:
     return out
 
 
-def common_prefix_len(encoded: Sequence[Sequence[int]]) -> int:
-    """Tokens shared by every prompt, leaving each at least one token of its own to feed."""
-    if not encoded:
-        return 0
-    n, limit = 0, min(len(e) for e in encoded) - 1
-    first = encoded[0]
-    while n < limit and all(e[n] == first[n] for e in encoded):
-        n += 1
-    return n
-
-
 def _lcp(a: Sequence[int], b: Sequence[int]) -> int:
     n, limit = 0, min(len(a), len(b))
     while n < limit and a[n] == b[n]:
         n += 1
     return n
+
+
+def common_prefix_len(encoded: Sequence[Sequence[int]]) -> int:
+    """Tokens shared by every prompt, leaving each at least one token of its own to feed."""
+    if not encoded:
+        return 0
+    first = encoded[0]
+    return max(0, min(min(_lcp(first, e) for e in encoded), min(len(e) for e in encoded) - 1))
 
 
 def group_prefix_lens(encoded: Sequence[Sequence[int]], floor: int, min_group: int) -> list[int]:

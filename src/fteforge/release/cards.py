@@ -28,6 +28,18 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value * 100:.1f}%"
 
 
+_SERVING = {
+    "fp32": "in fp32 (the weights as merged)",
+    "bf16": "in bf16",
+    "int8_weights": "with int8 weights per output channel in the decoder layers, bf16 activations and "
+                    "vocabulary projection, attention in fp32",
+}
+
+
+def _serving_phrase(precision: str) -> str:
+    return _SERVING.get(precision, precision)
+
+
 def _environment() -> jinja2.Environment:
     folder = resources.files("fteforge").joinpath("templates/release")
     env = jinja2.Environment(
@@ -36,7 +48,7 @@ def _environment() -> jinja2.Environment:
         keep_trailing_newline=True,
         autoescape=False,
     )
-    env.filters.update(num=_num, pct=_pct, code=lambda s: f"`{s}`")
+    env.filters.update(num=_num, pct=_pct, code=lambda s: f"`{s}`", serving_phrase=_serving_phrase)
     return env
 
 

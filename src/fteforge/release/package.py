@@ -19,6 +19,7 @@ from typing import Any
 from fteforge.agent import date_context, today_label
 from fteforge.data.records import write_jsonl, write_text
 from fteforge.errors import FteforgeError
+from fteforge.evaluation.serving import serving_in
 from fteforge.models.base import library_versions, sha256_file
 from fteforge.release import cards
 from fteforge.release.selection import PASS, REQUIRES_ITERATION
@@ -238,6 +239,7 @@ def _common(results: Mapping[str, Any], base_fingerprint: Mapping[str, Any], rel
         "libraries": library_versions(),
         "tool_call_format": FORMAT_NAME,
         "tool_calls": (results.get("system") or {}).get("tool_calls", TOOL_CALLS_FREE),
+        "serving": serving_in(dict(results)),
     }
 
 
@@ -333,7 +335,7 @@ def fill_unified_release(work: Path, *, specs: SpecSet, params: Any, selection: 
     write_jsonl(work / "examples" / "sample_interactions.jsonl",
                 sample_interactions(work, specs, params.sample_prompts, today=params.today,
                                     max_new_tokens=params.sample_max_new_tokens, threads=params.threads,
-                                    constrain_tool_calls=constrained_in(results)))
+                                    constrain_tool_calls=constrained_in(results), serving=serving_in(results)))
     return meta
 
 
@@ -347,10 +349,11 @@ def fill_persona_release(work: Path, *, specs: SpecSet, params: Any, adapter_dir
 
     # generated first: loading the adapter is also the check that it is safetensors and fits its base
     progress(f"sample interactions ({len(params.sample_prompts)} prompts)")
+    results = json.loads(results_file.read_text())
     samples = sample_interactions(adapter_dir, specs, params.sample_prompts, today=params.today,
                                   max_new_tokens=params.sample_max_new_tokens, threads=params.threads,
-                                  base_dir=base_dir,
-                                  constrain_tool_calls=constrained_in(json.loads(results_file.read_text())))
+                                  base_dir=base_dir, constrain_tool_calls=constrained_in(results),
+                                  serving=serving_in(results))
     write_jsonl(work / "examples" / "sample_interactions.jsonl", samples)
     for f in ("adapter_model.safetensors", "adapter_config.json"):
         shutil.copyfile(adapter_dir / f, work / f)

@@ -18,16 +18,19 @@ from fteforge.specs import SpecSet
 
 def sample_interactions(model_dir: Path, specs: SpecSet, prompts: list[Any], *, today: str, max_new_tokens: int,
                         threads: int, base_dir: Path | None = None,
-                        constrain_tool_calls: bool = True) -> list[dict[str, Any]]:
-    """`constrain_tool_calls`: decode calls as the released evaluation did (toolgrammar)."""
+                        constrain_tool_calls: bool = True, serving: str = "fp32") -> list[dict[str, Any]]:
+    """`constrain_tool_calls`, `serving`: decode as the released evaluation did (toolgrammar,
+    evaluation.serving)."""
     import torch
 
     from fteforge.evaluation.generation import tool_call_constraint
     from fteforge.evaluation.runner import load_model, run_agent_loop
+    from fteforge.evaluation.serving import serve_as
     from fteforge.evaluation.shared_prefix import PrefixCachedGenerator
 
     torch.set_num_threads(threads)
     loaded = load_model(model_dir, base_dir, "cpu")
+    serve_as(loaded.model, serving)
     cases = [EvalCase(id=f"sample-{i:02d}", kind="combined", input=p.user, setup_tasks=p.setup_tasks, today=today)
              for i, p in enumerate(prompts, 1)]
     constraint = tool_call_constraint(loaded.model, loaded.tokenizer, specs.tools) if constrain_tool_calls else None
