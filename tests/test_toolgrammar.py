@@ -195,3 +195,33 @@ def test_the_ranked_search_picks_what_a_scan_of_the_whole_vocabulary_picks(smoll
                         if GRAMMAR.viable(body + vocab.pieces[t]))
         assert processor._best(body, scores) == expected, body
     assert processor.deep > 0  # top 4 of random scores rarely fit: the ranked search did the work
+
+
+def test_an_assistant_turn_never_starts_a_tool_response(smollm2_tokenizer_dir):
+    """Outside a call, the token that would write `<tool_r` (a made-up tool result) gives way to the next best."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from fteforge.toolgrammar import TOOL_RESPONSE_OPEN, ToolCallConstraint, Vocabulary
+
+    tok = AutoTokenizer.from_pretrained(smollm2_tokenizer_dir)
+    processor = ToolCallConstraint(tok, GRAMMAR, Vocabulary(tok), stops=[tok.eos_token_id])
+    prompt = tok("<|im_start|>assistant\n", add_special_tokens=False)["input_ids"]
+    opened = tok("<tool_", add_special_tokens=False)["input_ids"]
+    response, call = (tok(w, add_special_tokens=False)["input_ids"][0] for w in ("response", "call"))
+    assert tok.decode(opened + [response]) == TOOL_RESPONSE_OPEN[:-1]  # the SmolLM2 pieces this test assumes
+
+    def step(generated, ranking):
+        processor.start = None  # a fresh generate call: prompt width first
+        processor(torch.tensor([prompt]), torch.zeros(1, len(tok)))
+        scores = torch.zeros(1, len(tok))
+        for rank, t in enumerate(ranking):
+            scores[0, t] = 10.0 - rank
+        out = processor(torch.tensor([prompt + generated]), scores)
+        return int(out[0].argmax())
+
+    assert step(opened, [response, call]) == call and processor.refused == 1
+    assert step(opened, [call, response]) == call and processor.refused == 1  # a real call is left alone
+    lt = tok("<", add_special_tokens=False)["input_ids"][0]
+    great = tok("Great!", add_special_tokens=False)["input_ids"]
+    assert step(great, [lt, call]) == lt  # a bare "<" is no tool result yet

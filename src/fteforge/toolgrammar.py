@@ -10,6 +10,10 @@ name that is no tool is left as written. Forcing it onto a real tool would turn 
 misread ("divide 250 by 3") into a call that runs (measured: `delete_task` with task_id "250"), where
 the unknown name is refused before execution and counted as a hallucinated tool.
 
+Outside a call, one rule holds: an assistant turn never starts a `<tool_response>`. Only the tool role
+writes results; a model that writes one invents a tool's output for the user to believe (see
+`TOOL_RESPONSE_OPEN` below for how often the pipeline's models did).
+
 `CallGrammar.viable(text)` says whether `text` (what follows `<tool_call>`) can still be completed into
 a valid call followed by `</tool_call>`. `ToolCallConstraint` is a transformers logits processor that,
 inside a call, keeps only the best-scored token whose text keeps the call viable (constrained greedy). The format is the one the chat template renders and the models are trained on:
@@ -275,6 +279,13 @@ def open_call(text: str) -> str | None:
 
 _HEAD_TOKENS = 8  # prompt tokens read before the generated ones: enough for `<tool_call>` in any tokenizer
 
+# Only the tool role writes a result (the chat template wraps it as `<tool_response>...`). An assistant turn
+# that writes one invents a tool's output: measured on 1.12.0, the agentic adapter did so in all 65 of its
+# replies after a real result, and the merges inherited it (v1_ties 11 of 57, v2_ties 4, v5_ties 2),
+# showing the user made-up task lists. The shortest text that starts the marker and not `<tool_call>`:
+TOOL_RESPONSE_OPEN = "<tool_response>"
+_FABRICATED = TOOL_RESPONSE_OPEN[:next(i for i, (a, b) in enumerate(zip(TOOL_RESPONSE_OPEN, CALL_OPEN)) if a != b) + 1]
+
 
 class Vocabulary:
     """Every token's text, and the tokens grouped by their first character, built once per tokenizer.
@@ -298,7 +309,8 @@ class Vocabulary:
 
 
 class ToolCallConstraint:
-    """Logits processor: inside an open `<tool_call>`, only the best token that keeps the call viable.
+    """Logits processor: inside an open `<tool_call>`, only the best token that keeps the call viable;
+    outside a call, never the start of a `<tool_response>` (a fabricated tool result, `refused`).
 
     One instance serves one `generate` call: the first call sees the prompt width, later columns are
     the generated tokens; the prompt's last few tokens count too, so a prompt that ends in an open
@@ -314,7 +326,7 @@ class ToolCallConstraint:
         self.tokenizer, self.grammar, self.vocab, self.stops, self.top_k = tokenizer, grammar, vocab, set(stops), top_k
         self.start: int | None = None
         self._heads: list[str] = []
-        self.steps = self.deep = self.abandoned = 0
+        self.steps = self.deep = self.abandoned = self.refused = 0
 
     def _text(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
@@ -347,6 +359,22 @@ class ToolCallConstraint:
         self.deep += token is not None
         return token
 
+    def _refuse_fabricated_result(self, tail: str, scores: Any, row: int) -> None:
+        """Keep the best token that does not write `<tool_r`: one check per step, a search only when it would."""
+        import torch
+
+        pieces = self.vocab.pieces
+        best = int(torch.argmax(scores[row]))
+        if best >= len(pieces) or _FABRICATED not in tail + pieces[best]:
+            return
+        ranked = torch.topk(scores[row].detach().cpu(), min(self.top_k, scores.shape[-1])).indices.tolist()
+        token = next((t for t in ranked if t < len(pieces) and _FABRICATED not in tail + pieces[t]), None)
+        if token is not None:
+            self.refused += 1
+            kept = scores[row, token].clone()
+            scores[row] = float("-inf")
+            scores[row, token] = kept
+
     def __call__(self, input_ids: Any, scores: Any) -> Any:
         if self.start is None:
             self.start = input_ids.shape[1]
@@ -354,9 +382,11 @@ class ToolCallConstraint:
         for row, ids in enumerate(input_ids[:, self.start:].tolist()):
             if self.stops.intersection(ids):
                 continue
-            text = self._heads[row] + self._text(ids)
+            generated = self._text(ids)
+            text = self._heads[row] + generated
             body = open_call(text)
             if body is None:
+                self._refuse_fabricated_result(generated[len(generated) - len(_FABRICATED) + 1:], scores, row)
                 continue
             if not self.grammar.viable(body):
                 self.abandoned += 1
