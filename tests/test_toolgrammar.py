@@ -225,3 +225,28 @@ def test_an_assistant_turn_never_starts_a_tool_response(smollm2_tokenizer_dir):
     lt = tok("<", add_special_tokens=False)["input_ids"][0]
     great = tok("Great!", add_special_tokens=False)["input_ids"]
     assert step(great, [lt, call]) == lt  # a bare "<" is no tool result yet
+
+
+def test_a_reply_to_a_tool_result_writes_no_tool_markup(smollm2_tokenizer_dir):
+    """After a tool result the turn is the reply: even a leading `<` gives way, so no second call starts."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from fteforge.toolgrammar import ToolCallConstraint, Vocabulary
+
+    tok = AutoTokenizer.from_pretrained(smollm2_tokenizer_dir)
+    processor = ToolCallConstraint(tok, GRAMMAR, Vocabulary(tok), stops=[tok.eos_token_id])
+    prompt = tok('<|im_start|>tool\n<tool_response>{"ok": true}</tool_response><|im_end|>\n<|im_start|>assistant\n',
+                 add_special_tokens=False)["input_ids"]
+    lt, great = (tok(w, add_special_tokens=False)["input_ids"][0] for w in ("<", "Great"))
+    processor(torch.tensor([prompt]), torch.zeros(1, len(tok)))
+    scores = torch.zeros(1, len(tok))
+    scores[0, lt], scores[0, great] = 10.0, 9.0
+    assert int(processor(torch.tensor([prompt]), scores)[0].argmax()) == great and processor.refused == 1
+    # a first turn (the prompt ends with the user's message) may open a call with the same "<"
+    first = ToolCallConstraint(tok, GRAMMAR, Vocabulary(tok), stops=[tok.eos_token_id])
+    user = tok("<|im_start|>user\nadd milk<|im_end|>\n<|im_start|>assistant\n", add_special_tokens=False)["input_ids"]
+    first(torch.tensor([user]), torch.zeros(1, len(tok)))
+    scores = torch.zeros(1, len(tok))
+    scores[0, lt], scores[0, great] = 10.0, 9.0
+    assert int(first(torch.tensor([user]), scores)[0].argmax()) == lt and first.refused == 0

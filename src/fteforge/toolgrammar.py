@@ -28,7 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fteforge.specs import ToolsSpec
-from fteforge.toolformat import CALL_CLOSE, CALL_OPEN
+from fteforge.toolformat import CALL_CLOSE, CALL_OPEN, END_OF_TURN
 
 # How the model's tool calls were decoded, recorded in EVALUATION_RESULTS.json `system`; a release's
 # samples and `fteforge chat` decode the same way as the evaluation that released it.
@@ -283,8 +283,19 @@ _HEAD_TOKENS = 8  # prompt tokens read before the generated ones: enough for `<t
 # that writes one invents a tool's output: measured on 1.12.0, the agentic adapter did so in all 65 of its
 # replies after a real result, and the merges inherited it (v1_ties 11 of 57, v2_ties 4, v5_ties 2),
 # showing the user made-up task lists. The shortest text that starts the marker and not `<tool_call>`:
-TOOL_RESPONSE_OPEN = "<tool_response>"
+TOOL_RESPONSE_OPEN, TOOL_RESPONSE_CLOSE = "<tool_response>", "</tool_response>"
 _FABRICATED = TOOL_RESPONSE_OPEN[:next(i for i, (a, b) in enumerate(zip(TOOL_RESPONSE_OPEN, CALL_OPEN)) if a != b) + 1]
+# The reply to a tool result is prose (the loop runs one call per user message). Refusing only `<tool_r`
+# there left the models writing a second `<tool_call>` instead (measured: every refused reply of 1.13.0's
+# first try came out empty), so a reply refuses the markup's first character: no `<`, `<t`, ... `<tool`.
+_MARKUP = "<tool"
+_REPLY_HEAD_TOKENS = 16  # enough prompt tokens for `</tool_response><|im_end|>` and the assistant header
+
+
+def _writes(text: str, marker: str, or_starts_it: bool) -> bool:
+    """Whether `text` (a turn's tail plus one token's piece) contains `marker`, or, with `or_starts_it`, ends in
+    the beginning of it."""
+    return marker in text or (or_starts_it and any(text.endswith(marker[:k]) for k in range(1, len(marker))))
 
 
 class Vocabulary:
@@ -310,7 +321,8 @@ class Vocabulary:
 
 class ToolCallConstraint:
     """Logits processor: inside an open `<tool_call>`, only the best token that keeps the call viable;
-    outside a call, never the start of a `<tool_response>` (a fabricated tool result, `refused`).
+    outside a call, never the start of a `<tool_response>` (a fabricated tool result), and in the reply
+    to a tool result no tool markup at all (`refused` counts the steps either rule changed).
 
     One instance serves one `generate` call: the first call sees the prompt width, later columns are
     the generated tokens; the prompt's last few tokens count too, so a prompt that ends in an open
@@ -326,6 +338,7 @@ class ToolCallConstraint:
         self.tokenizer, self.grammar, self.vocab, self.stops, self.top_k = tokenizer, grammar, vocab, set(stops), top_k
         self.start: int | None = None
         self._heads: list[str] = []
+        self._replies: list[bool] = []  # rows whose prompt ends with a tool result
         self.steps = self.deep = self.abandoned = self.refused = 0
 
     def _text(self, ids: list[int]) -> str:
@@ -359,16 +372,18 @@ class ToolCallConstraint:
         self.deep += token is not None
         return token
 
-    def _refuse_fabricated_result(self, tail: str, scores: Any, row: int) -> None:
-        """Keep the best token that does not write `<tool_r`: one check per step, a search only when it would."""
+    def _refuse(self, marker: str, or_starts_it: bool, tail: str, scores: Any, row: int) -> None:
+        """Keep the best token that does not write `marker` (`_writes`): one check per step, a search only
+        when the best one would."""
         import torch
 
         pieces = self.vocab.pieces
         best = int(torch.argmax(scores[row]))
-        if best >= len(pieces) or _FABRICATED not in tail + pieces[best]:
+        if best >= len(pieces) or not _writes(tail + pieces[best], marker, or_starts_it):
             return
         ranked = torch.topk(scores[row].detach().cpu(), min(self.top_k, scores.shape[-1])).indices.tolist()
-        token = next((t for t in ranked if t < len(pieces) and _FABRICATED not in tail + pieces[t]), None)
+        token = next((t for t in ranked if t < len(pieces) and not _writes(tail + pieces[t], marker, or_starts_it)),
+                     None)
         if token is not None:
             self.refused += 1
             kept = scores[row, token].clone()
@@ -379,6 +394,8 @@ class ToolCallConstraint:
         if self.start is None:
             self.start = input_ids.shape[1]
             self._heads = [self._text(row) for row in input_ids[:, max(0, self.start - _HEAD_TOKENS):].tolist()]
+            self._replies = [TOOL_RESPONSE_CLOSE + END_OF_TURN in self._text(row)
+                             for row in input_ids[:, max(0, self.start - _REPLY_HEAD_TOKENS):].tolist()]
         for row, ids in enumerate(input_ids[:, self.start:].tolist()):
             if self.stops.intersection(ids):
                 continue
@@ -386,7 +403,8 @@ class ToolCallConstraint:
             text = self._heads[row] + generated
             body = open_call(text)
             if body is None:
-                self._refuse_fabricated_result(generated[len(generated) - len(_FABRICATED) + 1:], scores, row)
+                marker, starts = (_MARKUP, True) if self._replies[row] else (_FABRICATED, False)
+                self._refuse(marker, starts, generated[max(0, len(generated) - len(marker)):], scores, row)
                 continue
             if not self.grammar.viable(body):
                 self.abandoned += 1
