@@ -124,7 +124,7 @@ def test_merge_candidates_name_built_adapters() -> None:
 
     specs = load_spec_set(REPO / "specs")
     merge = load_params("merge", MergeParams, REPO / "params.yaml")
-    assert {"v1_ties", "v2_ties", "v3_dare_ties"} <= set(merge.candidates)  # TIES first, DARE-TIES backup
+    assert {"v1_ties", "v3_dare_ties"} <= set(merge.candidates)  # TIES first, DARE-TIES backup
     for name, c in merge.candidates.items():
         assert set(c.weights) <= set(specs.unified.source_adapters), name
 
