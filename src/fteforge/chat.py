@@ -238,6 +238,18 @@ def summarize_result(result: dict[str, Any]) -> str:
     return line
 
 
+def _as_evaluated(model_dir: Path | str, read: Callable[[dict], Any], default: Any, flag: str) -> Any:
+    """`read` applied to the folder's own EVALUATION_RESULTS.json, `default` when it has none; `flag` is
+    the option that overrides a file that cannot be read."""
+    results = Path(model_dir) / "EVALUATION_RESULTS.json"
+    if not results.is_file():
+        return default
+    try:
+        return read(json.loads(results.read_text()))
+    except (json.JSONDecodeError, AttributeError) as err:
+        raise FteforgeError(f"{results}: not a readable EVALUATION_RESULTS.json ({err}) - pass {flag}") from None
+
+
 def resolve_tool_calls(model_dir: Path | str, choice: str) -> bool:
     """--tool-calls: `auto` decodes as the release's own EVALUATION_RESULTS.json says it was measured
     (constrained when the folder has none); `constrained` and `free` force it."""
@@ -245,14 +257,7 @@ def resolve_tool_calls(model_dir: Path | str, choice: str) -> bool:
         return choice == "constrained"
     from fteforge.toolgrammar import constrained_in
 
-    results = Path(model_dir) / "EVALUATION_RESULTS.json"
-    if not results.is_file():
-        return True
-    try:
-        return constrained_in(json.loads(results.read_text()))
-    except (json.JSONDecodeError, AttributeError) as err:
-        raise FteforgeError(f"{results}: not a readable EVALUATION_RESULTS.json ({err}) - "
-                            "pass --tool-calls constrained or free") from None
+    return _as_evaluated(model_dir, constrained_in, True, "--tool-calls constrained or free")
 
 
 def resolve_serving(model_dir: Path | str, choice: str) -> str:
@@ -262,14 +267,7 @@ def resolve_serving(model_dir: Path | str, choice: str) -> str:
         return choice
     from fteforge.evaluation.serving import DEFAULT_SERVING, serving_in
 
-    results = Path(model_dir) / "EVALUATION_RESULTS.json"
-    if not results.is_file():
-        return DEFAULT_SERVING
-    try:
-        return serving_in(json.loads(results.read_text()))
-    except (json.JSONDecodeError, AttributeError) as err:
-        raise FteforgeError(f"{results}: not a readable EVALUATION_RESULTS.json ({err}) - "
-                            "pass --serving fp32, bf16 or int8_weights") from None
+    return _as_evaluated(model_dir, serving_in, DEFAULT_SERVING, "--serving fp32, bf16 or int8_weights")
 
 
 def resolve_specs_dir(model_dir: Path | str, specs: Path | str | None) -> Path:

@@ -10,9 +10,10 @@ name that is no tool is left as written. Forcing it onto a real tool would turn 
 misread ("divide 250 by 3") into a call that runs (measured: `delete_task` with task_id "250"), where
 the unknown name is refused before execution and counted as a hallucinated tool.
 
-Outside a call, one rule holds: an assistant turn never starts a `<tool_response>`. Only the tool role
-writes results; a model that writes one invents a tool's output for the user to believe (see
-`TOOL_RESPONSE_OPEN` below for how often the pipeline's models did).
+Outside a call, two rules hold: no assistant turn starts a `<tool_response>`, and the reply to a tool
+result writes no tool markup at all. Only the tool role writes results; a model that writes one
+invents a tool's output for the user to believe (see `TOOL_RESPONSE_OPEN` below for how often the
+pipeline's models did, and why the reply rule is needed too).
 
 `CallGrammar.viable(text)` says whether `text` (what follows `<tool_call>`) can still be completed into
 a valid call followed by `</tool_call>`. `ToolCallConstraint` is a transformers logits processor that,
@@ -284,7 +285,8 @@ _HEAD_TOKENS = 8  # prompt tokens read before the generated ones: enough for `<t
 # replies after a real result, and the merges inherited it (v1_ties 11 of 57, v2_ties 4, v5_ties 2),
 # showing the user made-up task lists. The shortest text that starts the marker and not `<tool_call>`:
 TOOL_RESPONSE_OPEN, TOOL_RESPONSE_CLOSE = "<tool_response>", "</tool_response>"
-_FABRICATED = TOOL_RESPONSE_OPEN[:next(i for i, (a, b) in enumerate(zip(TOOL_RESPONSE_OPEN, CALL_OPEN)) if a != b) + 1]
+_FABRICATED = TOOL_RESPONSE_OPEN[:next(i for i, (a, b) in enumerate(zip(TOOL_RESPONSE_OPEN, CALL_OPEN, strict=False))
+                                      if a != b) + 1]
 # The reply to a tool result is prose (the loop runs one call per user message). Refusing only `<tool_r`
 # there left the models writing a second `<tool_call>` instead (measured: every refused reply of 1.13.0's
 # first try came out empty), so a reply refuses the markup's first character: no `<`, `<t`, ... `<tool`.
