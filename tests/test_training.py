@@ -286,6 +286,38 @@ def test_grouped_matmul_attention_gives_the_stock_gradients(tiny_llama_dir: Path
     assert torch.allclose(grads[0], grads[1], atol=1e-6)
 
 
+def test_grouped_matmul_attention_keeps_bf16_scores_under_autocast() -> None:
+    """Under bf16 autocast no fp32 [batch, head, query, key] tensor is made (long batches crossed glibc's
+    mmap threshold and were page-faulted in on every step); the result stays that of fp32 attention."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from fteforge.models.attention import _grouped_matmul
+
+    class Shapes(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.seen = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if isinstance(out, torch.Tensor):
+                self.seen.append((tuple(out.shape), out.dtype))
+            return out
+
+    g = torch.Generator().manual_seed(3)
+    b, h, kv, q, k, d = 2, 6, 2, 5, 9, 8
+    query, key, value = (torch.randn(b, n, t, d, generator=g) for n, t in ((h, q), (kv, k), (kv, k)))
+    mask = torch.zeros(b, 1, q, k)
+    mask[1, :, :, 7:] = torch.finfo(torch.float32).min  # a padded key, fp32 minimum as eager_mask writes it
+    reference, _ = _grouped_matmul(None, query, key, value, mask)
+    with torch.autocast("cpu", dtype=torch.bfloat16), Shapes() as shapes:
+        out, _ = _grouped_matmul(None, query, key, value, mask)
+    assert (b, h, q, k) in [s for s, _ in shapes.seen]
+    assert all(dtype == torch.bfloat16 for s, dtype in shapes.seen if s == (b, h, q, k))
+    assert torch.isfinite(out).all()
+    assert torch.allclose(out.float(), reference, atol=3e-2)
+
+
 def test_frozen_weights_stored_in_bf16_give_bitwise_the_autocast_gradients(tiny_llama_dir: Path) -> None:
     """Rounding the frozen weights once equals autocast rounding them on every call: same bits."""
     from peft import get_peft_model
