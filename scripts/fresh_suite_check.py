@@ -45,7 +45,8 @@ def main(args: argparse.Namespace) -> None:
     repeats = sum(c.user_text in default_inputs for c in cases)
     console.print(f"seed {args.seed}: {len(cases)} cases, {repeats} repeat a default-suite input, leaks 0")
 
-    params = EvaluateParams(threads=args.threads)
+    # the pipeline's own decoding and serving (params.yaml `evaluate`), so the two draws compare
+    params = load_params("evaluate", EvaluateParams).model_copy(update={"threads": args.threads})
     out = {"seed": args.seed, "cases": report["cases"], "repeats_default_suite_input": repeats,
            "leakage": {"training_inputs_compared": report["training_inputs_compared"], "leaks": 0},
            "command": " ".join(sys.argv), "models": {}}
