@@ -45,9 +45,10 @@ def _grouped_matmul(module: Any, query: Any, key: Any, value: Any, attention_mas
     accumulates in fp32 either way, and the next matmul rounds its input to bf16 anyway). Promoting them
     to fp32, as transformers' eager path does, made a [batch, head, query, key] tensor twice as large:
     past glibc's 32 MB mmap threshold for long batches (16 rows x 185 suffix tokens over 487 keys: 52 MB
-    per layer), so every such tensor was mapped fresh and page-faulted in on every step. Measured on a
-    real agentic batch of that size: forward 2.8-3.8 s -> 1.85 s, backward 3.2-3.7 s -> 2.2 s, ~450k
-    page faults -> 0 (bench/train_attention.py). The scale goes on the query, the smallest operand.
+    per layer), so every such tensor was mapped fresh and page-faulted in on every step. On a real
+    agentic batch of that size (a one-off probe, repeated runs): forward 2.8-3.8 s -> 1.85 s, backward
+    3.2-3.7 s -> 2.2 s, ~450k page faults -> 0. Whole steps: bench/train_attention.py (agentic 3.02 ->
+    2.65 s over 20 steps). The scale goes on the query, the smallest operand.
     """
     import torch
 
