@@ -109,11 +109,41 @@ def test_training_lowers_loss_and_adapter_changes_outputs(tiny_llama_dir: Path, 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_same_seed_same_adapter_bitwise(tiny_llama_dir: Path, tmp_path: Path, precision: str) -> None:
-    train(tiny_llama_dir, tmp_path, "a", knobs=knobs(epochs=1, precision=precision))
-    train(tiny_llama_dir, tmp_path, "b", knobs=knobs(epochs=1, precision=precision))
+    for run in ("a", "b"):  # one adapter name (training_config.json records it), separate checkpoints
+        train(tiny_llama_dir, tmp_path, knobs=knobs(epochs=1, precision=precision), out_dir=tmp_path / run,
+              work_dir=tmp_path / f"work-{run}")
     a = (tmp_path / "a" / "adapter_model.safetensors").read_bytes()
     b = (tmp_path / "b" / "adapter_model.safetensors").read_bytes()
     assert a == b
+    # the whole folder, not just the weights: DVC hashes folders, and merges hash adapter_config.json
+    files = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert files == sorted(p.name for p in (tmp_path / "b").iterdir())
+    for name in files:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    config = json.loads((tmp_path / "a" / "adapter_config.json").read_text())
+    assert config["target_modules"] == sorted(config["target_modules"])
+
+
+SAVE_LORA_CONFIG = """
+import sys
+from peft import LoraConfig
+from fteforge.models.adapter_io import canonicalize_adapter_config
+LoraConfig(r=4, target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+           ).save_pretrained(sys.argv[1])
+canonicalize_adapter_config(sys.argv[1])
+"""
+
+
+def test_adapter_config_bytes_do_not_depend_on_the_hash_seed(tmp_path: Path) -> None:
+    # PEFT writes its set of target modules in string-hash order, which each process seeds afresh
+    written = []
+    for seed in ("1", "2", "3"):
+        out = tmp_path / seed
+        subprocess.run([sys.executable, "-c", SAVE_LORA_CONFIG, str(out)], check=True,
+                       env={**os.environ, "PYTHONHASHSEED": seed})
+        written.append((out / "adapter_config.json").read_bytes())
+    assert written[0] == written[1] == written[2]
+    assert json.loads(written[0])["target_modules"] == sorted(json.loads(written[0])["target_modules"])
 
 
 def test_failed_gate_fails_with_value_and_bound_and_publishes_nothing(tiny_llama_dir: Path, tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from fteforge.data.records import Example
 from fteforge.gates import GateFailure, check_gates
+from fteforge.models.adapter_io import canonicalize_adapter_config
 from fteforge.params import TrainKnobs
 from fteforge.precision import resolve_precision
 from fteforge.specs import Gate, ToolsSpec
@@ -136,6 +137,7 @@ def train_adapter(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         model.save_pretrained(tmp, safe_serialization=True)
+        canonicalize_adapter_config(tmp)
         tokenizer.save_pretrained(tmp)
         size_mb = (tmp / ADAPTER_WEIGHTS).stat().st_size / 1e6
         steps_run = sum(1 for e in log_history if "loss" in e and e["step"] > resumed_from)

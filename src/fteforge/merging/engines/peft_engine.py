@@ -18,6 +18,7 @@ from typing import Any
 
 from fteforge.errors import FteforgeError
 from fteforge.merging.engines import MERGE_ENGINES
+from fteforge.models.adapter_io import canonicalize_adapter_config
 
 COMBINATIONS = ("ties_svd", "dare_ties_svd", "cat", "linear", "ties", "dare_ties", "svd")
 _NEED_DENSITY = {"ties_svd", "dare_ties_svd", "ties", "dare_ties"}
@@ -72,6 +73,7 @@ def merge_lora(base_dir: Path | str, adapters: dict[str, Path | str], out_dir: P
         for f in (tmp / MERGED).iterdir():
             os.replace(f, tmp / f.name)
         (tmp / MERGED).rmdir()
+        canonicalize_adapter_config(tmp)
         if not (tmp / ADAPTER_WEIGHTS).is_file():
             raise FteforgeError(f"PEFT wrote no {ADAPTER_WEIGHTS}; nothing to publish")
         AutoTokenizer.from_pretrained(base_dir).save_pretrained(tmp)
