@@ -28,7 +28,8 @@ def main() -> None:
     with stage("build_agentic_dataset"):
         # No-call replies come from the persona builder so both adapters learn the same words there.
         examples, stats = build_agentic_dataset(specs.agentic, specs.tools, seed=params.seed, scale=params.scale,
-                                                no_call_replies=no_call_reply, framing=params.framing)
+                                                no_call_replies=no_call_reply, framing=params.framing,
+                                                persona_phrasings=params.persona_phrasings)
         write_text(paths.AGENTIC_CARD, render_stats_card("Agentic dataset", stats))
         write_text(paths.AGENTIC_STATS, json.dumps(stats, indent=2, sort_keys=True) + "\n")
         write_jsonl(paths.AGENTIC_TRAIN, [e.model_dump() for e in examples])

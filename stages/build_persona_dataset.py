@@ -15,6 +15,7 @@ import sys
 from fteforge import paths
 from fteforge.cli import run_stage
 from fteforge.console import console, quiet_libraries, stage
+from fteforge.data.agentic import PERSONA_PHRASED_SOURCE
 from fteforge.data.mixing import lend_call_examples, lent_card_section
 from fteforge.data.persona import build_persona_dataset, render_card, render_review_sample
 from fteforge.data.records import Example, load_examples, write_jsonl, write_text
@@ -30,7 +31,8 @@ def load_lendable(share: float) -> list[Example]:
         raise FteforgeError(f"params.yaml persona_data.agentic_call_share = {share:g} lends examples from "
                             f"{paths.AGENTIC_TRAIN}, which does not exist. Fix: dvc repro build_agentic_dataset first "
                             f"(`dvc repro` orders the two), or set agentic_call_share: 0")
-    return load_examples(paths.AGENTIC_TRAIN)
+    # the agentic examples phrased like persona requests came from this builder's own scenes
+    return [e for e in load_examples(paths.AGENTIC_TRAIN) if e.meta.get("source") != PERSONA_PHRASED_SOURCE]
 
 
 def main() -> None:

@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import random
 import re
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -403,3 +404,78 @@ def test_date_context_spells_out_what_resolve_date_computes():
         expected = (f"Tomorrow: {resolve_date('tomorrow', day)}. End of week: {resolve_date('end of the week', day)}. "
                     f"End of month: {resolve_date('end of the month', day)}.")
         assert date_context(day) == expected
+
+
+# -- requests in the persona builder's words -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def with_persona_phrasings(specs):
+    return build_agentic_dataset(specs.agentic, specs.tools, seed=0, persona_phrasings=36)
+
+
+def test_persona_phrasings_append_valid_executed_calls_and_keep_the_rest(specs, examples, with_persona_phrasings):
+    from fteforge.data.generators.template import TRAIN_USERS, run_call
+    from fteforge.data.persona import EVAL_USERS
+
+    extended, stats = with_persona_phrasings
+    assert extended[:len(examples)] == examples  # the matrix examples (and so the persona data's lent ones) stay
+    added = extended[len(examples):]
+    assert stats["persona_phrased"] == len(added)
+    assert all(e.meta["source"] == agentic.PERSONA_PHRASED_SOURCE for e in added)
+    added_calls = calls(added)
+    assert len(added_calls) == 36
+    validators = {t.name: Draft202012Validator(t.parameters) for t in specs.tools.tools}
+    train_templates = {t for ts in TRAIN_USERS.values() for t in ts}
+    eval_templates = {t for ts in EVAL_USERS.values() for t in ts}
+    for ex in added_calls:
+        tool, args = ex.meta["tool"], ex.meta["args"]
+        assert not list(validators[tool].iter_errors(args))
+        assert run_call(specs.tools, ex.today, ex.setup_tasks, (tool, args))["ok"], ex.user
+        assert ex.meta["template"] in train_templates and ex.meta["template"] not in eval_templates
+        assert ex.scenario not in agentic.PERSONA_PHRASED_SKIP
+        assert ex.category in specs.agentic.scenario_matrix.categories
+        assert ex.messages[2] == agentic.conversation(specs.agentic, ex.user, call=(tool, args))[2]
+    # round-robin: every single-call persona scenario, none more than once ahead of another
+    from fteforge.data.generators.template import TASK_SCENARIOS
+
+    single = {n for names in TASK_SCENARIOS.values() for n in names} - agentic.PERSONA_PHRASED_SKIP
+    per_scenario = Counter(e.scenario for e in added_calls)
+    assert set(per_scenario) == single and max(per_scenario.values()) - min(per_scenario.values()) <= 1
+    assert stats["no_call_fraction"] >= specs.agentic.scenario_matrix.min_no_call_fraction
+    assert len(added) - len(added_calls) == 9  # ceil(36 * 0.2 / 0.8)
+
+
+def test_persona_phrased_requests_use_train_entities_and_miss_the_eval_suites(specs, with_persona_phrasings,
+                                                                             with_ref):
+    added = [e for e in with_persona_phrasings[0] if e.meta.get("source") == agentic.PERSONA_PHRASED_SOURCE]
+    eval_titles = {t.lower() for t in TITLES["eval"]}
+    for ex in added:
+        assert not [t for t in eval_titles if t in ex.user.lower()], ex.user
+    from fteforge.data.persona import build_combined_eval_cases
+
+    cases = [c for c, _ in with_ref] + build_combined_eval_cases(specs.persona, specs.agentic, specs.tools)
+    assert find_leaks([(c.id, c.input) for c in cases], [(ex.id, ex.user) for ex in added]) == []
+
+
+def test_persona_phrasings_are_not_lent_back_to_the_persona_data(specs, with_persona_phrasings, tmp_path,
+                                                                monkeypatch):
+    import importlib.util
+
+    from fteforge import paths
+    from fteforge.data.records import write_jsonl
+
+    spec = importlib.util.spec_from_file_location("build_persona_stage",
+                                                  Path(__file__).resolve().parents[1] / "stages/build_persona_dataset.py")
+    stage = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stage)
+    monkeypatch.setattr(paths, "AGENTIC_TRAIN", tmp_path / "train.jsonl")
+    write_jsonl(tmp_path / "train.jsonl", [e.model_dump() for e in with_persona_phrasings[0]])
+    lendable = stage.load_lendable(0.25)
+    assert len(lendable) == len(with_persona_phrasings[0]) - with_persona_phrasings[1]["persona_phrased"]
+    assert not [e for e in lendable if e.meta.get("source") == agentic.PERSONA_PHRASED_SOURCE]
+
+
+def test_negative_persona_phrasings_are_refused(specs):
+    with pytest.raises(FteforgeError, match="agentic_data.persona_phrasings"):
+        build_agentic_dataset(specs.agentic, specs.tools, scale=0.1, persona_phrasings=-1)

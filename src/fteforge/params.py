@@ -161,6 +161,8 @@ class AgenticDataParams(SpecModel):
     scale: float = Field(gt=0, description="multiplies every category's target count")
     framing: float = Field(default=0.0, ge=0, le=1,
                            description="share of training requests wrapped in a train-only opener/closer")
+    persona_phrasings: int = Field(default=0, ge=0, description="extra call examples phrased like the persona "
+                                   "builder's training requests")
 
 
 class EvalSuiteParams(SpecModel):

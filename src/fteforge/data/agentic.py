@@ -679,12 +679,85 @@ def _ngram_ratios(texts: list[str]) -> dict[str, float]:
     return ratios
 
 
+# -- requests in the persona builder's words --------------------------------------------------------
+
+# The two "multiple" scenarios plan one call for two tasks: a convention the agentic data does not teach.
+PERSONA_PHRASED_SKIP = {"Create multiple tasks at once", "Complete multiple tasks"}
+PERSONA_PHRASED_SOURCE = "persona_phrasings"  # meta["source"]: the persona data never borrows these back
+
+
+def persona_phrased_examples(spec: AgenticSpec, tools: ToolsSpec, seed: int, n: int) -> list[Example]:
+    """`n` call examples whose requests use the persona builder's training phrasings (TRAIN_USERS),
+    plus enough of its no-call requests (with its replies) to keep the spec's min_no_call_fraction.
+
+    Why: the two adapters meet the same requests after the merge, but each learned calls from its own
+    phrasing. The persona data already borrows agentic requests (data/mixing.py); this is the other
+    direction. Diagnosed on 1.15.0's combined suite (persona-style held-out requests): the agentic
+    adapter called the right tool with the right arguments in 0.33 of the cases, the persona adapter
+    in 0.71, and the merges mostly picked update_task for a create request. Scenes come from the same
+    planner and train pools as the persona data (held-out phrasings and entities never enter), round-robin
+    over its single-call scenarios; every call is schema-checked and executed for real.
+    """
+    from fteforge.data.generators.template import (
+        NOCALL,
+        TASK_SCENARIOS,
+        compose_nocall,
+        plan_nocall,
+        plan_task_scene,
+        run_call,
+    )
+
+    validators = _validators(tools)
+    scenarios = [(cat, name) for cat, names in TASK_SCENARIOS.items() for name in names
+                 if name not in PERSONA_PHRASED_SKIP]
+    category_of = {}
+    for cat_name, cat in spec.scenario_matrix.categories.items():
+        for tool in cat.tools:
+            category_of.setdefault(tool, cat_name)
+    examples = []
+    for i in range(n):
+        cat, name = scenarios[i % len(scenarios)]
+        scene = plan_task_scene(cat, name, rng_for(seed, "persona-phrased", i), "train")
+        tool, planned = scene.call
+        if tool not in category_of:
+            raise FteforgeError(f"agentic spec: no category lists tool {tool!r}, which the persona scenario "
+                                f"{name!r} calls; add it to a category or set agentic_data.persona_phrasings: 0")
+        args = {k: planned[k] for k in tools.get(tool).argument_names if k in planned}
+        problems = [e.message for e in validators[tool].iter_errors(args)]
+        result = run_call(tools, scene.today, scene.setup_tasks, (tool, args))
+        if problems or not result.get("ok"):
+            raise FteforgeError(f"generator bug: {tool}({args}) from {scene.user!r}: {problems or result}")
+        examples.append(Example(
+            id=f"agentic-persona_phrased-{i:04d}", adapter=spec.adapter, category=category_of[tool], scenario=name,
+            today=scene.today, setup_tasks=scene.setup_tasks, messages=conversation(spec, scene.user, call=(tool, args)),
+            train_turn=2, meta={"tool": tool, "args": copy.deepcopy(args), "tool_result": result,
+                                "template": scene.template, "source": PERSONA_PHRASED_SOURCE},
+        ))
+    no_call_category = next((c for c, cat in spec.scenario_matrix.categories.items() if not cat.tools), None)
+    frac = spec.scenario_matrix.min_no_call_fraction
+    n_no_call = math.ceil(n * frac / (1 - frac)) if n and no_call_category and frac < 1 else 0
+    chats = [(cat, name) for cat, names in NOCALL.items() for name in names]
+    for i in range(n_no_call):
+        cat, name = chats[i % len(chats)]
+        rng = rng_for(seed, "persona-phrased-no-call", i)
+        user, variant, slots, template = plan_nocall(cat, name, rng, "train")
+        today = dt.date.fromisoformat(rng.choice(TODAYS["train"]))
+        examples.append(Example(
+            id=f"agentic-persona_phrased-nc{i:04d}", adapter=spec.adapter, category=no_call_category,
+            scenario=name, today=today.isoformat(), setup_tasks=seed_state(rng, "train", today),
+            messages=conversation(spec, user, reply=compose_nocall(variant, rng, slots)), train_turn=2,
+            meta={"tool": None, "args": None, "tool_result": None, "template": template,
+                  "source": PERSONA_PHRASED_SOURCE},
+        ))
+    return examples
+
+
 # -- public API -------------------------------------------------------------------------------------
 
 
 def build_agentic_dataset(
     spec: AgenticSpec, tools: ToolsSpec, seed: int = 0, scale: float = 1.0,
-    no_call_replies: NoCallReplies | None = None, framing: float = 0.0,
+    no_call_replies: NoCallReplies | None = None, framing: float = 0.0, persona_phrasings: int = 0,
 ) -> tuple[list[Example], dict[str, Any]]:
     """Training examples and coverage stats; every call was validated and executed for real.
 
@@ -695,11 +768,14 @@ def build_agentic_dataset(
     scenarios; the no-call category is topped up to min_no_call_fraction if needed. A `framing` share
     of the requests gets a train-only opener/closer (`frame_request`), drawn from its own generator so
     every example's request, call and Task API state stay what they are without it.
+    `persona_phrasings` call examples in the persona builder's words follow (`persona_phrased_examples`).
     """
     if scale <= 0:
         raise FteforgeError(f"agentic data: scale must be > 0, got {scale}")
     if not 0 <= framing <= 1:
         raise FteforgeError(f"params.yaml: agentic_data.framing must be in [0, 1], got {framing}")
+    if persona_phrasings < 0:
+        raise FteforgeError(f"params.yaml: agentic_data.persona_phrasings must be >= 0, got {persona_phrasings}")
     validators, counts = _validators(tools), _category_counts(spec, scale)
     examples: list[Example] = []
     for cat_name, cat in spec.scenario_matrix.categories.items():
@@ -726,6 +802,7 @@ def build_agentic_dataset(
                 id=f"agentic-{cat_name}-{i:04d}", adapter=spec.adapter, category=cat_name, scenario=name,
                 today=d.today, setup_tasks=d.setup, messages=messages, train_turn=2, meta=meta,
             ))
+    examples += persona_phrased_examples(spec, tools, seed, persona_phrasings)
     return examples, _stats(examples, tools, scale)
 
 
@@ -744,6 +821,7 @@ def _stats(examples: list[Example], tools: ToolsSpec, scale: float) -> dict[str,
     no_call = sum(1 for ex in examples if ex.meta["tool"] is None)
     return {
         "n_examples": len(examples),
+        "persona_phrased": sum(1 for ex in examples if ex.meta.get("source") == PERSONA_PHRASED_SOURCE),
         "per_category": dict(Counter(ex.category for ex in examples)),
         "per_scenario": dict(Counter(ex.scenario for ex in examples)),
         "per_tool": dict(per_tool),
