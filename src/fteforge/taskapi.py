@@ -19,8 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from jsonschema import Draft202012Validator
-
+from fteforge.dates import DATE_FORMAT, DATE_HINT, arguments_validator, date_fields, resolve_dates
 from fteforge.specs.tools import ToolsSpec
 
 Result = dict[str, Any]
@@ -83,10 +82,8 @@ class TaskAPI:
         if unhandled:
             raise ValueError(f"no implementation for tools {unhandled} in ToolsSpec {tools.name!r}")
         self.tools = tools
-        self._validators = {
-            t.name: Draft202012Validator(t.parameters, format_checker=Draft202012Validator.FORMAT_CHECKER)
-            for t in tools.tools
-        }
+        self._validators = {t.name: arguments_validator(t.parameters) for t in tools.tools}
+        self._date_fields = {t.name: date_fields(t.parameters) for t in tools.tools}
         if str(db_path) != ":memory:":
             Path(db_path).parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(db_path))
@@ -121,12 +118,16 @@ class TaskAPI:
         return None
 
     def execute(self, name: str, arguments: dict[str, Any]) -> Result:
-        """Validate one tool call against its schema, then run it; never raises for a bad call."""
+        """Validate one tool call against its schema, then run it; never raises for a bad call.
+
+        Date phrases ("next Friday") are resolved against this API's `today` after validation, so the
+        database and every result hold YYYY-MM-DD.
+        """
         refused = self.validate_call(name, arguments)
         if refused is not None:
             return refused
         try:
-            payload = self._handlers[name](dict(arguments))
+            payload = self._handlers[name](resolve_dates(arguments, self._date_fields[name], self.today))
         except ToolError as err:
             return _error(name, err.code, err.message, **err.extra)
         return {"ok": True, "tool": name, **payload}
@@ -136,13 +137,6 @@ class TaskAPI:
             return [f"arguments must be a JSON object, got {type(arguments).__name__}"]
         schema = self.tools.get(name).parameters
         problems = [_describe(e, schema) for e in self._validators[name].iter_errors(arguments)]
-        # Belt and braces: the format checker is optional in jsonschema, a date that parses is not.
-        for key, prop in schema.get("properties", {}).items():
-            if prop.get("format") == "date" and isinstance(arguments.get(key), str):
-                try:
-                    dt.date.fromisoformat(arguments[key])
-                except ValueError:
-                    problems.append(f"argument '{key}': {arguments[key]!r} is not a real date (expected YYYY-MM-DD)")
         return sorted(set(problems))
 
     # -- tools -------------------------------------------------------------------------------------
@@ -275,8 +269,8 @@ def _describe(err: Any, schema: dict[str, Any]) -> str:
     where = "/".join(str(p) for p in err.absolute_path)
     if err.validator == "enum":
         return f"argument '{where}': {err.instance!r} is not one of {', '.join(err.validator_value)}"
-    if err.validator in ("format", "pattern") and props.get(where, {}).get("format") == "date":
-        return f"argument '{where}': {err.instance!r} is not a real date (expected YYYY-MM-DD)"
+    if err.validator == "format" and props.get(where, {}).get("format") == DATE_FORMAT:
+        return f"argument '{where}': {err.instance!r} is not a date I can read; {DATE_HINT}"
     return f"argument '{where}': {err.message}" if where else err.message
 
 

@@ -28,6 +28,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from fteforge.dates import DATE_FORMAT, is_date_phrase
 from fteforge.specs import ToolsSpec
 from fteforge.toolformat import CALL_CLOSE, CALL_OPEN, END_OF_TURN
 
@@ -131,6 +132,13 @@ def _is_date(v: str) -> bool:
         return False
 
 
+def _phrase_prefix(v: str) -> bool:
+    """Could still become a date phrase: an ISO date so far, or a few plain words (checked in full at close)."""
+    if v[:4].isascii() and v[:4].isdigit() and len(v) >= 4:
+        return _date_prefix(v)
+    return len(v) <= 40 and all(ch.isascii() and (ch.isalnum() or ch in " -") for ch in v)
+
+
 class _Value:
     """A parser for one JSON value under a (small) JSON Schema: the types tool arguments use."""
 
@@ -163,16 +171,18 @@ class _Value:
         lo = self.schema.get("minLength", 0)
         hi = self.schema.get("maxLength")
         date = self.schema.get("format") == "date"
+        phrase = self.schema.get("format") == DATE_FORMAT
         pattern = re.compile(self.schema["pattern"]) if "pattern" in self.schema else None
 
         def prefix_ok(v: str) -> bool:
-            return (hi is None or len(v) <= hi) and (not date or _date_prefix(v))
+            return ((hi is None or len(v) <= hi) and (not date or _date_prefix(v))
+                    and (not phrase or _phrase_prefix(v)))
 
         def complete_ok(v: str) -> bool:
-            return (len(v) >= lo and (not date or _is_date(v))
+            return (len(v) >= lo and (not date or _is_date(v)) and (not phrase or is_date_phrase(v))
                     and (pattern is None or pattern.search(v) is not None))
 
-        return _string(s, i, prefix_ok, complete_ok, escapes=not date)[0]
+        return _string(s, i, prefix_ok, complete_ok, escapes=not (date or phrase))[0]
 
     def _array(self, s: str, i: int) -> int:
         assert self.items is not None

@@ -7,10 +7,13 @@ What the data teaches is the contract the adapter is scored on, so the conventio
   as written. Descriptions, notes, tags, categories and queries are copied exactly.
 - Priorities: "urgent" -> urgent; "high priority"/"high-priority" -> high; "medium/normal priority"
   -> medium; "low priority"/"low-priority"/"not important" -> low.
-- Dates resolve against today (shown with its weekday in the system prompt), see `resolve_date`.
+- Dates are the user's own words for the day, without the preposition ("by the end of the month"
+  -> due_date="the end of the month", "on March 14th" -> "March 14th"); the Task API resolves them
+  against its today (`fteforge.dates`), so the model copies and never does calendar arithmetic.
 - List filters: "due before/by X" -> due_before=X and "due after X" -> due_after=X (the API is
-  inclusive); "due this week" -> due_before=end of the week; "due today" -> both bounds today;
-  "overdue" -> status=pending + due_before=yesterday; "show my tasks" -> no arguments.
+  inclusive); "due this week" -> due_before="the end of the week"; "due today" -> both bounds
+  "today"; "due in the next N days" -> due_after="today", due_before="in N days"; "overdue" ->
+  status=pending + due_before="yesterday"; "show my tasks" -> no arguments.
 - Tasks are named by numeric id ("task 3", "#3", "number 3") or by their full title.
 
 Held out by construction: eval cases draw entities and `today` from world.py's eval pools and
@@ -33,7 +36,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-from fteforge.agent import conversation, end_of_month, end_of_week
+from fteforge.agent import conversation
 from fteforge.data.records import EvalCase, Example
 from fteforge.data.world import (
     CATEGORIES,
@@ -47,6 +50,7 @@ from fteforge.data.world import (
     rng_for,
     seed_state,
 )
+from fteforge.dates import NUMBER_WORDS, arguments_validator, date_fields, resolve_date, resolve_dates
 from fteforge.errors import FteforgeError
 from fteforge.specs import AgenticSpec, ToolsSpec
 from fteforge.taskapi import TaskAPI, seed_tasks
@@ -313,45 +317,6 @@ FALLBACK_REPLIES = {
 
 # -- dates ------------------------------------------------------------------------------------------
 
-_WEEKDAYS = [d.lower() for d in calendar.day_name]
-_MONTHS = [m.lower() for m in calendar.month_name[1:]]
-_NUMBERS = {"a": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
-            "nine": 9, "ten": 10}
-_MONTH_RE = "|".join(_MONTHS)
-
-
-def resolve_date(expr: str, today: dt.date) -> str:
-    """A date phrase as YYYY-MM-DD, relative to `today`.
-
-    A weekday ("Friday", "next Friday") is the first such day strictly after today; "end of the
-    week" is the coming Sunday (today if it is Sunday); "March 14"/"14 March" without a year is the
-    next such date on or after today; "in N days/weeks" counts from today.
-    """
-    s = expr.strip().lower().removeprefix("the ")
-    if s in ("today", "tomorrow", "yesterday", "day after tomorrow"):
-        day = today + dt.timedelta(days={"today": 0, "tomorrow": 1, "yesterday": -1}.get(s, 2))
-    elif m := re.fullmatch(r"in (\d+|\w+) (day|week)s?", s):
-        n = int(m[1]) if m[1].isdigit() else _NUMBERS[m[1]]
-        day = today + dt.timedelta(days=n * (7 if m[2] == "week" else 1))
-    elif m := re.fullmatch(rf"(?:next )?({'|'.join(_WEEKDAYS)})", s):
-        day = today + dt.timedelta(days=(_WEEKDAYS.index(m[1]) - today.weekday() - 1) % 7 + 1)
-    elif s in ("end of the week", "end of this week", "end of week"):
-        day = end_of_week(today)
-    elif s in ("end of the month", "end of this month", "end of month"):
-        day = end_of_month(today)
-    elif re.fullmatch(r"\d{4}-\d{2}-\d{2}", s):
-        day = dt.date.fromisoformat(s)
-    elif m := (re.fullmatch(rf"({_MONTH_RE}) (\d{{1,2}})(?:st|nd|rd|th)?", s)
-               or re.fullmatch(rf"(\d{{1,2}})(?:st|nd|rd|th)? ({_MONTH_RE})", s)):
-        month_name, d = (m[1], m[2]) if not m[1].isdigit() else (m[2], m[1])
-        day = dt.date(today.year, _MONTHS.index(month_name) + 1, int(d))
-        if day < today:
-            day = day.replace(year=today.year + 1)
-    else:
-        raise ValueError(f"cannot resolve date phrase {expr!r}")
-    return day.isoformat()
-
-
 def _ordinal(n: int) -> str:
     return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
 
@@ -362,14 +327,16 @@ def _absolute(rng: random.Random, day: dt.date) -> str:
 
 
 def _date_phrase(rng: random.Random, today: dt.date, kind: str = "any", form: str = "prep") -> tuple[str, str]:
-    """(phrase, YYYY-MM-DD). form: "prep" adds a preposition ("due Friday"), "to" fits after to/for,
-    "due" fits after the word due; each expression lists the prepositions it reads naturally with."""
+    """(phrase as said, the date argument): the argument is the user's own words for the day, which the
+    Task API resolves (`fteforge.dates`). form: "prep" adds a preposition ("due Friday"), "to" fits
+    after to/for, "due" fits after the word due; each expression lists the prepositions it reads
+    naturally with."""
     kind = rng.choice(["abs", "rel"]) if kind == "any" else kind
     if kind == "abs":
         options = [(_absolute(rng, today + dt.timedelta(days=rng.randint(1, 80))), ["due", "by", "on"])]
     else:
         weekday, n = rng.choice(calendar.day_name), rng.randint(2, 10)
-        n_text = str(n) if rng.random() < 0.5 else next(k for k, v in _NUMBERS.items() if v == n and k != "a")
+        n_text = str(n) if rng.random() < 0.5 else next(k for k, v in NUMBER_WORDS.items() if v == n and k != "a")
         options = [
             ("today", ["due", "for"]), ("tomorrow", ["", "due", "by", "for"]), ("the day after tomorrow", ["due", "by"]),
             (f"next {weekday}", ["", "due", "by", "for"]), (weekday, ["on", "by", "due"]),
@@ -382,7 +349,8 @@ def _date_phrase(rng: random.Random, today: dt.date, kind: str = "any", form: st
         options = [o for o in options if "due" in o[1]]
     expr, preps = rng.choice(options)
     phrase = f"{rng.choice(preps)} {expr}".strip() if form == "prep" else expr
-    return phrase, resolve_date(expr, today)
+    resolve_date(expr, today)  # a phrase the API could not read would be a generator bug
+    return phrase, expr
 
 
 # -- scenario builders: each returns (template slots, call arguments) ------------------------------
@@ -432,8 +400,8 @@ def _modifier(ctx: _Ctx, kind: str) -> tuple[str, dict[str, Any]]:
         phrase, value = rng.choice(_phrasings(ctx, "priority", PRIORITY_MODS))
         return phrase, {"priority": value}
     if kind in ("date", "abs_date", "rel_date"):
-        phrase, iso = _date_phrase(rng, ctx.today, {"date": "any", "abs_date": "abs", "rel_date": "rel"}[kind])
-        return " " + phrase, {"due_date": iso}
+        phrase, said = _date_phrase(rng, ctx.today, {"date": "any", "abs_date": "abs", "rel_date": "rel"}[kind])
+        return " " + phrase, {"due_date": said}
     if kind == "tags":
         tags = rng.sample(TAGS[ctx.split], rng.choice([1, 1, 2]))
         mods = _phrasings(ctx, f"tags_{len(tags)}", TAG_MODS[len(tags)])
@@ -491,8 +459,8 @@ def _list_priority(ctx: _Ctx) -> tuple[dict, dict]:
 
 def _due(ctx: _Ctx) -> tuple[dict, dict]:
     form = "to" if "{d}" in ctx.template else "due"
-    phrase, iso = _date_phrase(ctx.rng, ctx.today, "any", form)
-    return {"d": phrase, "dd": phrase}, {"due_date": iso}
+    phrase, said = _date_phrase(ctx.rng, ctx.today, "any", form)
+    return {"d": phrase, "dd": phrase}, {"due_date": said}
 
 
 def _rename(ctx: _Ctx) -> tuple[dict, dict]:
@@ -520,28 +488,27 @@ def _slot(name: str, pool: dict[Split, list[str]], arg: str) -> Callable[[_Ctx],
 
 def _list_dates(ctx: _Ctx) -> tuple[dict, dict]:
     rng, today = ctx.rng, ctx.today
-    iso = dt.date.isoformat
     kind = rng.choice(["before", "by", "after", "week", "overdue", "today", "between", "next"])
     if kind in ("before", "by", "after"):
         # "before today" means overdue and "after tomorrow" reads as a date; leave both to other phrasings.
-        phrase, day = _date_phrase(rng, today, "any", "to")
+        phrase, said = _date_phrase(rng, today, "any", "to")
         while phrase in ("today", "tomorrow", "the day after tomorrow"):
-            phrase, day = _date_phrase(rng, today, "any", "to")
+            phrase, said = _date_phrase(rng, today, "any", "to")
         arg = "due_after" if kind == "after" else "due_before"
-        return {"w": f"due {kind} {phrase}"}, {arg: day}
+        return {"w": f"due {kind} {phrase}"}, {arg: said}
     if kind == "week":
-        return {"w": "due this week"}, {"due_before": resolve_date("end of the week", today)}
+        return {"w": "due this week"}, {"due_before": "the end of the week"}
     if kind == "overdue":
-        return {"w": "overdue"}, {"status": "pending", "due_before": iso(today - dt.timedelta(days=1))}
+        return {"w": "overdue"}, {"status": "pending", "due_before": "yesterday"}
     if kind == "today":
-        return {"w": "due today"}, {"due_after": iso(today), "due_before": iso(today)}
+        return {"w": "due today"}, {"due_after": "today", "due_before": "today"}
     if kind == "next":
         n = rng.randint(2, 14)
-        return {"w": f"due in the next {n} days"}, {"due_after": iso(today), "due_before": iso(today + dt.timedelta(days=n))}
+        return {"w": f"due in the next {n} days"}, {"due_after": "today", "due_before": f"in {n} days"}
     start = today + dt.timedelta(days=rng.randint(0, 10))
     end = start + dt.timedelta(days=rng.randint(3, 20))
-    return {"w": f"due between {_absolute(rng, start)} and {_absolute(rng, end)}"}, {
-        "due_after": iso(start), "due_before": iso(end)}
+    start_said, end_said = _absolute(rng, start), _absolute(rng, end)
+    return {"w": f"due between {start_said} and {end_said}"}, {"due_after": start_said, "due_before": end_said}
 
 
 def _none(ctx: _Ctx) -> tuple[dict, dict]:
@@ -643,8 +610,7 @@ def _draw(scn: _Scenario, template: Template, rng: random.Random, split: Split, 
 
 
 def _validators(tools: ToolsSpec) -> dict[str, Draft202012Validator]:
-    return {t.name: Draft202012Validator(t.parameters, format_checker=Draft202012Validator.FORMAT_CHECKER)
-            for t in tools.tools}
+    return {t.name: arguments_validator(t.parameters) for t in tools.tools}
 
 
 def _template_order(seed: int, split: str, category: str, name: str, templates: list[Template]) -> list[Template]:
@@ -897,7 +863,9 @@ def eval_cases_with_reference(
                       tools, validators)
             case = EvalCase(
                 id=f"agentic-eval-{len(out):03d}", kind="agentic", input=d.user, expected_tool=scn.tool,
-                expected_args=_expected_args(scn.tool, d.args, d.ref) if scn.tool else {},
+                # The regexes hold the day meant, so any way of naming it that the API resolves passes.
+                expected_args=_expected_args(scn.tool, resolve_dates(d.args, date_fields(tools.get(scn.tool).parameters),
+                                                                     d.today), d.ref) if scn.tool else {},
                 today=d.today, setup_tasks=d.setup, category=cat_name, notes=name,
             )
             out.append((case, d.args))

@@ -45,6 +45,7 @@ from fteforge.data.generators.template import (
 )
 from fteforge.data.records import EvalCase, Example
 from fteforge.data.world import TITLES, TODAYS, rng_for
+from fteforge.dates import date_fields, resolve_dates
 from fteforge.errors import FteforgeError
 from fteforge.evaluation.persona_scorer import PersonaScorer
 from fteforge.specs import AgenticSpec, PersonaSpec, ToolsSpec
@@ -485,6 +486,10 @@ def build_persona_eval_cases(spec: PersonaSpec, seed: int = 2000, n: int = 56) -
     return cases
 
 
+def _resolved(tools: ToolsSpec, call: tuple[str, dict[str, Any]], today: str) -> tuple[str, dict[str, Any]]:
+    return call[0], resolve_dates(call[1], date_fields(tools.get(call[0]).parameters), today)
+
+
 def _args_regexes(call: tuple[str, dict[str, Any]], template: str, today: str) -> dict[str, str]:
     """What the right call's arguments must match (re.search on the value as a string)."""
     out: dict[str, str] = {}
@@ -533,7 +538,8 @@ def build_combined_eval_cases(spec: PersonaSpec, agentic_spec: AgenticSpec, tool
             raise FteforgeError(f"combined eval case {i}: planned call failed: {result}")
         cases.append(EvalCase(
             id=f"combined-eval-{i:03d}", kind="combined", input=scene.user, expected_tool=scene.call[0],
-            expected_args=_args_regexes(scene.call, tpl, scene.today),
+            # Regexes on the day meant: the API resolves the user's words ("by Friday") against today.
+            expected_args=_args_regexes(_resolved(tools, scene.call, scene.today), tpl, scene.today),
             expected_traits=_traits(spec, COMBINED_TRAITS), not_expected=_not_expected(spec),
             today=scene.today, setup_tasks=scene.setup_tasks, category=cat, notes=scen,
         ))

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from fteforge.agent import date_context, today_label
+from fteforge.agent import today_label
 from fteforge.data.records import write_jsonl, write_text
 from fteforge.errors import FteforgeError
 from fteforge.evaluation.serving import serving_in
@@ -225,7 +225,6 @@ def _common(results: Mapping[str, Any], base_fingerprint: Mapping[str, Any], rel
         "license": license_,
         "path": release_path,
         "today_label": today_label(today),
-        "date_context": date_context(today),
         "suites": results["suites"],
         "system": {"device": results["system"].get("device"), "threads": results["system"].get("threads")},
         "headline": results["headline"],

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -753,6 +754,14 @@ def relative_when(rng: random.Random, today: dt.date, avoid: str | None = None) 
     raise AssertionError("no due date found")  # pragma: no cover
 
 
+def said_when(template: str, adverbial: str, noun: str) -> str:
+    """The due-date argument: the user's own words for the day in `template`, without "by"/"on"
+    (the Task API resolves them, see fteforge.dates)."""
+    if "{when}" in template:
+        return re.sub(r"^(?:by|on) ", "", adverbial)
+    return noun
+
+
 def plan_task_scene(category: str, scenario: str, rng: random.Random, split: Split = "train",
                     users: dict[str, list[str]] | None = None, setup_size: tuple[int, int] = (3, 6)) -> Scene:
     """Plan a task scenario: today, a seeded task list, a user request and the one call it needs.
@@ -787,7 +796,8 @@ def plan_task_scene(category: str, scenario: str, rng: random.Random, split: Spl
         if scenario == "Create task with priority":
             args["priority"] = slots["priority"] = rng.choice(PRIORITIES)
         elif scenario == "Create task with due date":
-            args["due_date"], slots["when"], slots["when_to"] = relative_when(rng, today)
+            _, slots["when"], slots["when_to"] = relative_when(rng, today)
+            args["due_date"] = said_when(tpl, slots["when"], slots["when_to"])
         elif scenario == "Create task with category":
             args["category"] = slots["category"] = rng.choice(CATEGORIES[split])
         elif scenario == "Create recurring task":
@@ -821,7 +831,8 @@ def plan_task_scene(category: str, scenario: str, rng: random.Random, split: Spl
         if scenario == "Change task priority":
             args["priority"] = slots["priority"] = rng.choice([p for p in PRIORITIES if p != target["priority"]])
         elif scenario == "Update due date":
-            args["due_date"], _, slots["when_to"] = relative_when(rng, today, avoid=target.get("due_date"))
+            _, _, slots["when_to"] = relative_when(rng, today, avoid=target.get("due_date"))
+            args["due_date"] = slots["when_to"]
         elif scenario == "Edit task description":
             args["description"] = slots["desc"] = rng.choice(DESCRIPTIONS[split])
             slots["desc_lc"] = lc(args["description"])
@@ -841,7 +852,7 @@ def plan_task_scene(category: str, scenario: str, rng: random.Random, split: Spl
         elif scenario == "Show overdue tasks":
             if rng.random() < 0.85:
                 rng.choice(setup)["due_date"] = (today - dt.timedelta(days=rng.randint(1, 5))).isoformat()
-            args["due_before"] = (today - dt.timedelta(days=1)).isoformat()
+            args["due_before"] = "yesterday"
         elif scenario == "Filter by priority":
             pool = [t["priority"] for t in setup] if rng.random() < 0.85 else PRIORITIES
             args["priority"] = slots["priority"] = rng.choice(pool)
@@ -855,7 +866,7 @@ def plan_task_scene(category: str, scenario: str, rng: random.Random, split: Spl
         elif scenario == "Show today's tasks":
             if rng.random() < 0.85:
                 rng.choice(setup)["due_date"] = today.isoformat()
-            args["due_before"] = args["due_after"] = today.isoformat()
+            args["due_before"] = args["due_after"] = "today"
     # A finished task or two makes the state realistic (and "pending" filters meaningful).
     done = [t for t in setup if t not in targets]
     if done and rng.random() < 0.25:

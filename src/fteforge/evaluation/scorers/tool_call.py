@@ -7,9 +7,8 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from jsonschema import Draft202012Validator
-
 from fteforge.data.records import EvalCase
+from fteforge.dates import arguments_validator, date_fields, resolve_dates
 from fteforge.evaluation.scorers import SCORERS
 from fteforge.specs.tools import ToolsSpec
 from fteforge.toolformat import parse_reply
@@ -58,10 +57,8 @@ class ToolCallScorer:
 
     def __init__(self, tools: ToolsSpec):
         self.tools = tools
-        self._validators = {
-            t.name: Draft202012Validator(t.parameters, format_checker=Draft202012Validator.FORMAT_CHECKER)
-            for t in tools.tools
-        }
+        self._validators = {t.name: arguments_validator(t.parameters) for t in tools.tools}
+        self._date_fields = {t.name: date_fields(t.parameters) for t in tools.tools}
 
     def score(self, case: EvalCase, generated: str) -> ToolCallScore:
         parsed = parse_reply(generated)
@@ -110,16 +107,20 @@ class ToolCallScorer:
         arg_matches: dict[str, bool] = {}
         if expected is not None:
             args = parsed.arguments if tool_correct and parsed.arguments is not None else {}
+            # A date is right when it names the right day: the Task API resolves phrases against the case's
+            # today, so "next Friday" and its YYYY-MM-DD count the same (a case without a today is left raw).
+            resolved = resolve_dates(args, self._date_fields[name], case.today) if args and case.today else args
             for arg, pattern in case.expected_args.items():
                 if arg not in args:
                     arg_matches[arg] = False
                     if tool_correct:
                         problems.append(f"arg {arg} missing (expected ~ {pattern})")
                     continue
-                text = arg_as_text(args[arg])
+                text = arg_as_text(resolved[arg])
                 arg_matches[arg] = re.search(pattern, text) is not None
                 if not arg_matches[arg]:
-                    problems.append(f"arg {arg}={text!r} !~ {pattern}")
+                    said = arg_as_text(args[arg])
+                    problems.append(f"arg {arg}={said!r}{f' (= {text})' if said != text else ''} !~ {pattern}")
 
         passed = tool_correct and parsed.n_calls <= 1 and all(arg_matches.values())
         if expected is not None:
