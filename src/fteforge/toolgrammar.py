@@ -288,7 +288,10 @@ def open_call(text: str) -> str | None:
     return None if CALL_CLOSE in body else body
 
 
-_HEAD_TOKENS = 8  # prompt tokens read before the generated ones: enough for `<tool_call>` in any tokenizer
+# Prompt tokens read before the generated ones. 8 held `<tool_call>` itself, but a prompt that already
+# carries the start of a call (a forced `{"name": "delete_task", ...` prefix) pushed the tag out of reach
+# and left the rest unconstrained; 64 covers a prefix up to the arguments' first values.
+_HEAD_TOKENS = 64
 
 # Only the tool role writes a result (the chat template wraps it as `<tool_response>...`). An assistant turn
 # that writes one invents a tool's output: measured on 1.12.0, the agentic adapter did so in all 65 of its
