@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -270,7 +271,8 @@ def _describe(err: Any, schema: dict[str, Any]) -> str:
     if err.validator == "enum":
         return f"argument '{where}': {err.instance!r} is not one of {', '.join(err.validator_value)}"
     if err.validator == "format" and props.get(where, {}).get("format") == DATE_FORMAT:
-        return f"argument '{where}': {err.instance!r} is not a date I can read; {DATE_HINT}"
+        what = "a real date" if re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(err.instance)) else "a date I can read"
+        return f"argument '{where}': {err.instance!r} is not {what}; {DATE_HINT}"
     return f"argument '{where}': {err.message}" if where else err.message
 
 
