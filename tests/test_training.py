@@ -221,15 +221,15 @@ def test_shared_prefix_loss_and_gradients_equal_full_sequences(tiny_llama_dir: P
     exs = [e.model_copy(update={"today": "2026-11-23"}) for e in examples(4)] if dates == "one date" else examples(4)
     exs[1] = exs[1].model_copy(update={"messages": conversation(
         SPECS.agentic, "Show me everything I have due this week, please",
-        call=("list_tasks", {"due_before": "2026-11-29"}))})
+        call=("list_tasks", {"due_before": "the end of the week"}))})
     rows = tokenize_examples(exs, tok, SPECS.tools, 512)
     collate = DataCollatorForLanguageModeling(pad_token_id=tok.pad_token_id)
     batch = collate([{k2: r[k2] for k2 in ("input_ids", "labels")} for r in rows])
     k = batch_prefix_length(batch["input_ids"], batch["labels"], batch["attention_mask"])
     system_turn = tok.decode(rows[0]["input_ids"][:k])
     assert k > 100 and "Today is 202" in system_turn  # the system turn up to the date is shared
-    # one date: the whole system turn, date lines included, is shared; two dates: it stops inside them
-    assert ("End of month: 2026-11-30" in system_turn) == (dates == "one date")
+    # one date: the whole system turn, today's date included, is shared; two dates: it stops inside it
+    assert ("Today is 2026-11-23 (Monday).<|im_end|>" in system_turn) == (dates == "one date")
 
     def grads(shared: bool):
         set_seed(0)
