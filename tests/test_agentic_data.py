@@ -448,3 +448,27 @@ def test_persona_phrasings_are_not_lent_back_to_the_persona_data(specs, with_per
 def test_negative_persona_phrasings_are_refused(specs):
     with pytest.raises(FteforgeError, match="agentic_data.persona_phrasings"):
         build_agentic_dataset(specs.agentic, specs.tools, scale=0.1, persona_phrasings=-1)
+
+
+def test_a_status_word_in_an_update_frame_is_a_completion(examples):
+    """Minimal pairs: "set X to high" changes a field, "set X to done" completes X (update_task has no
+    status field). Both halves of each pair are training templates, and the data labels them apart."""
+    status = re.compile(r"\b(done|finished)\b")
+    update_train = {t for name, (train, _) in TEMPLATES.items() if SCENARIOS[name].tool == "update_task"
+                    for t in train if isinstance(t, str)}
+    pairs = {"set {ref} to done": "set {ref} to {p}", "change {ref} to finished please": "change {ref} to {p} please",
+             "hey, {ref} is finished now": "hey, {ref} is {p} now", "update {ref}: status done": "update {ref}: priority {pv}"}
+    for completion, update in pairs.items():
+        assert completion in agentic.COMPLETE_TRAIN and update in update_train
+    for ex in calls(examples):
+        if ex.meta["tool"] == "update_task":
+            assert not status.search(" ".join(str(v) for k, v in ex.meta["args"].items() if k != "task_id")), ex.user
+    completions = [ex for ex in calls(examples) if ex.meta["template"] in pairs]
+    assert completions and {ex.meta["tool"] for ex in completions} == {"complete_task"}
+    assert all(status.search(ex.user) for ex in completions)
+
+
+def test_an_everything_request_naming_a_status_lists_all(specs):
+    examples, _ = build_agentic_dataset(specs.agentic, specs.tools, seed=0, scale=4)  # params.yaml's scale
+    rows = [ex for ex in calls(examples) if ex.scenario.lower() == "list by status" and ex.meta["args"].get("status") == "all"]
+    assert any(re.search(r"\b(done|finished)\b", ex.user) for ex in rows)

@@ -141,6 +141,12 @@ COMPLETE_TRAIN = [
     "{ref} is finished", "mark {ref} as completed", "I've done {ref}", "cross off {ref}", "finally finished {ref}!",
     "complete {ref}", "you can mark {ref} done now", "{ref} - done, tick it", "got {ref} done today",
     "mark off {ref} please",
+    # Minimal pairs with the update frames ("set {ref} to {p}", "change {ref} to {p} please", "hey, {ref} is
+    # {p} now", "update {ref}: priority {pv}"): with a status word in the slot the request is a completion,
+    # since update_task has no status field. Without these the frame verb picked the tool, and "set ... to
+    # <status>" went to update_task in every model of 1.17.0.
+    "set {ref} to done", "change {ref} to finished please", "hey, {ref} is finished now", "update {ref}: status done",
+    "set the status of {ref} to done", "can you switch {ref} to done?",
 ]
 COMPLETE_EVAL = ["{ref} - finished it", "please close {ref}", "all done with {ref}", "set {ref} to completed"]
 DELETE_TRAIN = [
@@ -174,7 +180,10 @@ TEMPLATES: dict[str, tuple[list[Template], list[Template]]] = {  # scenario -> (
          ("which tasks are still open?", {"status": "pending"}), ("list pending tasks", {"status": "pending"}),
          ("what haven't I done yet?", {"status": "pending"}),
          ("show all tasks, finished and unfinished", {"status": "all"}),
-         ("list every task including completed ones", {"status": "all"})],
+         ("list every task including completed ones", {"status": "all"}),
+         # A status word inside an "everything" request still means all: pairs with "list my done tasks".
+         ("list everything, done ones included", {"status": "all"}),
+         ("show my tasks, finished and open alike", {"status": "all"})],
         [("which ones did I wrap up?", {"status": "completed"}), ("any tasks I've completed lately?", {"status": "completed"}),
          ("what remains unfinished?", {"status": "pending"}), ("show the whole list, completed ones too", {"status": "all"})]),
     "list by priority": (
