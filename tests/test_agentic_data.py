@@ -10,6 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import yaml
 
 from fteforge.data import agentic
 from fteforge.data.agentic import (
@@ -469,6 +470,7 @@ def test_a_status_word_in_an_update_frame_is_a_completion(examples):
 
 
 def test_an_everything_request_naming_a_status_lists_all(specs):
-    examples, _ = build_agentic_dataset(specs.agentic, specs.tools, seed=0, scale=4)  # params.yaml's scale
+    scale = yaml.safe_load((SPECS.parent / "params.yaml").read_text())["agentic_data"]["scale"]
+    examples, _ = build_agentic_dataset(specs.agentic, specs.tools, seed=0, scale=scale)
     rows = [ex for ex in calls(examples) if ex.scenario.lower() == "list by status" and ex.meta["args"].get("status") == "all"]
     assert any(re.search(r"\b(done|finished)\b", ex.user) for ex in rows)
