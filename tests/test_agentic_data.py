@@ -474,3 +474,17 @@ def test_an_everything_request_naming_a_status_lists_all(specs):
     examples, _ = build_agentic_dataset(specs.agentic, specs.tools, seed=0, scale=scale)
     rows = [ex for ex in calls(examples) if ex.scenario.lower() == "list by status" and ex.meta["args"].get("status") == "all"]
     assert any(re.search(r"\b(done|finished)\b", ex.user) for ex in rows)
+
+
+def test_a_quoted_title_after_a_creating_verb_is_a_new_task(examples):
+    """Update frames quote existing titles ('set "X" to high'); these templates quote a new one, with the
+    same kind of attribute clause after it, and the call is always create_task for a title not yet listed."""
+    quoted = [t for t in agentic.CREATE_TRAIN if '"{title}"' in t and not t.startswith(("please put", "real quick"))]
+    assert len(quoted) >= 4
+    rows = [ex for ex in calls(examples) if ex.meta["template"] in quoted]
+    assert rows and {ex.meta["tool"] for ex in rows} == {"create_task"}
+    for ex in rows:
+        title = re.search(r'"([^"]+)"', ex.user)[1]
+        assert ex.meta["args"]["title"].lower() == title.lower(), ex.user
+        assert title.lower() not in {t["title"].lower() for t in ex.setup_tasks}, ex.user
+    assert any(set(ex.meta["args"]) - {"title"} for ex in rows)  # an attribute clause follows the title

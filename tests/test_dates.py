@@ -10,7 +10,9 @@ import pytest
 from fteforge.data.records import EvalCase
 from fteforge.dates import (
     DATE_FORMAT,
+    NUMBER_WORDS,
     arguments_validator,
+    could_become_date_phrase,
     date_fields,
     is_date_phrase,
     resolve_date,
@@ -62,6 +64,44 @@ def test_unreadable_phrases_are_refused_with_the_grammar(phrase):
     with pytest.raises(ValueError, match="YYYY-MM-DD"):
         resolve_date(phrase, dt.date(2026, 3, 2))
     assert not is_date_phrase(phrase)
+
+
+def _phrases_the_resolver_accepts() -> list[str]:
+    """Many spellings of every rule, lead words and odd case included."""
+    import itertools
+    import random
+
+    from fteforge.data.generators.template import relative_when
+
+    words = ["today", "tomorrow", "yesterday", "the day after tomorrow", "day after tomorrow", "end of week",
+             "the end of this week", "end of the month", "the end of this month", "2027-01-31", "1st December",
+             "December 1st", "September 30", "22nd April", "in 12 weeks", "in one day", "in a week"]
+    words += [f"in {n} {u}" for n, u in itertools.product(list(NUMBER_WORDS)[:6] + ["3", "10"], ["days", "weeks", "day"])]
+    words += [f"{n} {u} from now" for n, u in itertools.product(["two", "5", "a"], ["days", "week"])]
+    words += [f"{nxt}{d}" for nxt, d in itertools.product(["", "next "], ["monday", "Friday", "SUNDAY"])]
+    rng, today = random.Random(0), dt.date(2027, 1, 15)
+    for _ in range(60):
+        _, adverbial, noun = relative_when(rng, today)
+        words += [adverbial, noun]
+    return words + [f"{lead}{w}" for lead, w in itertools.product(["by ", "due ", "due by ", "until  "], words[:8])]
+
+
+def test_every_prefix_of_a_resolvable_phrase_is_allowed_while_it_is_written():
+    phrases = _phrases_the_resolver_accepts()
+    assert len(phrases) > 150
+    for phrase in phrases:
+        assert is_date_phrase(phrase), phrase
+        for end in range(len(phrase) + 1):
+            assert could_become_date_phrase(phrase[:end]), (phrase, phrase[:end])
+
+
+@pytest.mark.parametrize("prefix", ["inactive", "by the end of the weekm", "the day aftex", "next month", "in many",
+                                    "Fridays", "sometime", "in 3 months", "3 days ago", "end of the year",
+                                    "friday!", "by by tomorrow x"])
+def test_a_wrong_word_is_refused_where_it_is_written(prefix):
+    """The decoder calls this at every token, so a phrase that cannot resolve stops at its first wrong word."""
+    assert not could_become_date_phrase(prefix)
+    assert not is_date_phrase(prefix)
 
 
 def test_format_is_checked_and_other_formats_still_are():

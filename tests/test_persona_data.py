@@ -125,6 +125,18 @@ def test_task_examples_hold_real_tool_results_and_the_reply_names_the_task(built
     assert set(checked) == TASK_CATEGORIES
 
 
+def test_a_quoted_title_with_a_creating_verb_makes_a_new_task(built):
+    """Minimal pairs with the update phrasings, which also quote a title and add "make it ...": a creating
+    verb (record, jot down, write down) means create_task, for a title the list does not hold yet."""
+    rows = [e for e in built[0] if re.match(r"(Record|Jot down|Write down) ", e.user)]
+    assert {e.category for e in rows} == {"task_creation"}
+    assert any("make it" in e.user for e in rows)
+    for e in rows:
+        call = e.messages[2]["tool_calls"][0]["function"]
+        assert call["name"] == "create_task", e.user
+        assert call["arguments"]["title"] not in {t["title"] for t in e.setup_tasks}, e.user
+
+
 def test_multiple_task_requests_make_one_call_and_offer_the_next(built):
     examples, _, _ = built
     multi = [e for e in examples if e.scenario in ("Create multiple tasks at once", "Complete multiple tasks")]

@@ -50,6 +50,7 @@ def test_every_prefix_of_a_valid_call_is_viable(name, args):
     ('{"name": "list_tasks", "arguments": {"due_before": "2026-02-30"', "no such day"),
     ('{"name": "list_tasks", "arguments": {"due_before": "next month"', "not a date phrase"),
     ('{"name": "list_tasks", "arguments": {"due_before": "next friday!', "not a date phrase"),
+    ('{"name": "list_tasks", "arguments": {"due_before": "inactive', "no phrase starts with this word"),
     ('{"name": "list_tasks", "arguments": {"status": "\\u0061ll"', "an escape in an enum value"),
     ('{"name": "create_task", "arguments": {"title": "a", "tags": ["x", ""', "an empty tag"),
     ('{"name": "create_task", "arguments": {"title": "a"}}</tools', "not the closing tag"),

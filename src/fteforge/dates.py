@@ -18,6 +18,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+import regex
 from jsonschema import Draft202012Validator, FormatChecker
 
 # The JSON Schema `format` of a date argument that takes a phrase as well as YYYY-MM-DD.
@@ -87,6 +88,31 @@ def resolve_date(expr: str, today: dt.date | str) -> str:
     else:
         raise ValueError(f"cannot resolve date phrase {expr!r}: {DATE_HINT}")
     return day.isoformat()
+
+
+# The same grammar as one pattern, for `could_become_date_phrase`: `resolve_date` stays the authority
+# (it also checks that a day exists), this only has to accept every prefix of what it accepts.
+_NUMBER = r"(?:\d+|" + "|".join(NUMBER_WORDS) + ")"
+_PHRASE = regex.compile(
+    r"\s*(?:(?:by|on|due|for|until|before|after)\s+)*(?:the\s+)?(?:"
+    r"today|tomorrow|yesterday|day\s+after\s+tomorrow"
+    rf"|in\s+{_NUMBER}\s+(?:day|week)s?|{_NUMBER}\s+(?:day|week)s?\s+from\s+now"
+    rf"|(?:next\s+)?(?:{'|'.join(_WEEKDAYS)})"
+    r"|end\s+of\s+(?:(?:the|this)\s+)?(?:week|month)"
+    r"|\d{4}-\d{2}-\d{2}"
+    rf"|(?:{_MONTH_RE})\s+\d{{1,2}}(?:st|nd|rd|th)?|\d{{1,2}}(?:st|nd|rd|th)?\s+(?:{_MONTH_RE})"
+    r")\s*"
+)
+
+
+def could_become_date_phrase(prefix: str) -> bool:
+    """True while `prefix` can still be completed into a phrase `resolve_date` may accept.
+
+    Why: constrained decoding used to check a phrase only when its string closed, so a model that
+    began "inactive tasks by ..." could never close it and wrote on to its token cap. Checked at
+    every token, a wrong first word is refused where it is written.
+    """
+    return _PHRASE.fullmatch(prefix.lower(), partial=True) is not None
 
 
 def is_date_phrase(value: object) -> bool:

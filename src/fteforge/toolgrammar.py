@@ -28,7 +28,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from fteforge.dates import DATE_FORMAT, is_date_phrase
+from fteforge.dates import DATE_FORMAT, could_become_date_phrase, is_date_phrase
 from fteforge.specs import ToolsSpec
 from fteforge.toolformat import CALL_CLOSE, CALL_OPEN, END_OF_TURN
 
@@ -133,10 +133,10 @@ def _is_date(v: str) -> bool:
 
 
 def _phrase_prefix(v: str) -> bool:
-    """Could still become a date phrase: an ISO date so far, or a few plain words (checked in full at close)."""
+    """Could still become a date phrase: an ISO date so far, or the start of a phrase in its grammar."""
     if v[:4].isascii() and v[:4].isdigit() and len(v) >= 4:
         return _date_prefix(v)
-    return len(v) <= 40 and all(ch.isascii() and (ch.isalnum() or ch in " -") for ch in v)
+    return len(v) <= 40 and v.isascii() and could_become_date_phrase(v)
 
 
 class _Value:

@@ -129,6 +129,10 @@ CREATE_TRAIN = [
     "jot this down: {title}{x}", "new to-do: {title}{x}", "add {title} to the list{x}",
     "make me a task to {title}{x}", "could you log a task: {title}{x}", "let's add {title}{x}",
     "i should {title}{x} - add it", "set up a task for me: {title}{x}", "remind me: {title}{x}",
+    # A quoted title after a creating verb is a new task, whatever follows it: the update frames quote
+    # titles too, and 1.18.1's models read 'Log "X" with this description: ...' as an update.
+    'record "{title}" as a new task{x}', 'jot down "{title}"{x}', 'write down "{title}" for me{x}',
+    'new one for my list: "{title}"{x}',
 ]
 CREATE_EVAL = [
     "put down {title}{x} for me", 'Create a to-do that says "{title}"{x}.', "would you mind adding {title}{x}?",

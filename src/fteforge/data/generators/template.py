@@ -100,31 +100,41 @@ TRAIN_USERS: dict[str, list[str]] = {
         "Add a task to {title_lc}.", 'Can you add "{title}" to my list?', "New task: {title_lc}.",
         "Remind me to {title_lc}.", 'Put "{title}" on my to-do list.', "I need to {title_lc}, please add it.",
         'Please create a task called "{title}".',
+        # Minimal pairs for the quoted title (see "Create task with priority"): a creating verb other than
+        # add/create/put, before a quoted title, still means a new task.
+        'Record "{title}" as a new to-do.', 'Jot down "{title}" for me.',
     ],
     "Create task with priority": [
         'Add "{title}" as a {priority} priority task.', "Create a {priority}-priority task to {title_lc}.",
         "New task: {title_lc}. Make it {priority} priority.", "I need to {title_lc}, and it's {priority} priority.",
         'Please add "{title}" with {priority} priority.',
+        # A quoted title followed by an attribute reads like the update frames ('Make "{title}" {priority}
+        # priority'), and 1.18.1's models sent 3 of 24 held-out combined creations to update_task. Here the
+        # verb says "new" and the attribute clause is the update frames' own ("make it", "mark it").
+        'Record "{title}" and make it {priority} priority.', "I have to {title_lc}; mark it {priority} priority.",
     ],
     "Create task with due date": [
         "Add a task to {title_lc} {when}.", "I have to {title_lc} {when}, can you add that?",
         "Remind me to {title_lc} {when}.", 'Create a task "{title}" due {when_to}.',
         'Put "{title}" on my list, due {when_to}.',
+        'Write down "{title}" and make it due {when_to}.', 'Record a new task, "{title}", due {when_to}.',
     ],
     "Create task with category": [
         'Add "{title}" to my {category} tasks.', "Create a task to {title_lc} under {category}.",
         "New {category} task: {title_lc}.", 'File "{title}" under {category}, please.',
         "Please add a task to {title_lc} in the {category} category.",
+        'Record "{title}" as a new {category} task.', 'Jot down "{title}" under {category}.',
     ],
     "Create recurring task": [
         "Add a {recurrence} task to {title_lc}.", "I need to {title_lc} {every}, please set that up.",
         "Create a recurring task: {title_lc}, {recurrence}.", "Remind me to {title_lc} {every}.",
-        'Set up "{title}" as a {recurrence} task.',
+        'Set up "{title}" as a {recurrence} task.', 'Record "{title}" as a new task, repeating {every}.',
     ],
     "Create task with detailed description": [
         "Add a task to {title_lc}. Details: {desc_lc}.", 'Create "{title}" with the note: {desc_lc}.',
         "New task: {title_lc}. Description: {desc}.", 'Add "{title}" and put "{desc}" in the description.',
         "Please add a task to {title_lc}, with these details: {desc_lc}.",
+        'Record "{title}" with these details: {desc_lc}.', 'Write down "{title}" and describe it as: {desc_lc}.',
     ],
     "Create multiple tasks at once": [
         "Add two tasks: {title_lc} and {title2_lc}.", "I need to {title_lc} and {title2_lc}, can you add both?",
@@ -173,6 +183,8 @@ TRAIN_USERS: dict[str, list[str]] = {
     "Add tags to task": [
         'Tag "{title}" with {tag}.', 'Add the tag "{tag}" to "{title}".', "Put a {tag} tag on task {id}.",
         "Label the task to {title_lc} as {tag}.", 'Can you tag "{title}" as {tag}?',
+        # The word before "label" is the tag, not "label" itself (1.18.1 wrote tags ["label"]).
+        'Give "{title}" the {tag} label.',
     ],
     "Move task to different category": [
         'Move "{title}" to my {category} category.', 'Put "{title}" under {category} instead.',
@@ -185,7 +197,7 @@ TRAIN_USERS: dict[str, list[str]] = {
     ],
     "Show overdue tasks": [
         "What's overdue?", "Show my overdue tasks.", "Which tasks am I behind on?", "Anything past its due date?",
-        "List everything that's late.",
+        "List everything that's late.", "Did I miss any deadlines?",
     ],
     "Filter by priority": [
         "Show my {priority} priority tasks.", "Which tasks are {priority} priority?",
