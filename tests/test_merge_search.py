@@ -101,3 +101,82 @@ def test_variant_outputs_cover_what_dvc_yaml_declares_for_a_candidate():
     assert declared
     for path in declared:
         assert any(path == c or c in path.parents for c in cleaned), f"{path} is not removed by variant_outputs"
+
+
+# -- the validation draw: rank on new cases, report on the held-out ones --------------------------------
+
+def _held_out_and_specs():
+    from fteforge.data.evalsuites import build_eval_suites
+    from fteforge.params import EvalSuiteParams
+    from fteforge.specs import load_spec_set
+
+    specs = load_spec_set(REPO / "specs")
+    suite_params = load_params("eval_suites", EvalSuiteParams, REPO / "params.yaml")
+    return specs, suite_params, build_eval_suites(specs, suite_params, [])[0]
+
+
+def test_validation_suites_share_no_input_with_the_held_out_ones():
+    from types import SimpleNamespace
+
+    from fteforge.merging.validation import validation_suites
+
+    specs, suite_params, held_out = _held_out_and_specs()
+    suites, report = validation_suites(specs, suite_params, 2000, [], held_out)
+    seen = {c.user_text for cases in held_out.values() for c in cases}
+    assert all(c.user_text not in seen for cases in suites.values() for c in cases)
+    assert report["dropped_as_held_out_repeats"]["persona"] > 0  # the no-call phrasings have nothing to vary
+    assert all(report["cases"][k] + report["dropped_as_held_out_repeats"][k] == len(held_out[k]) for k in held_out)
+    assert {c.expected_tool for c in suites["agentic"]} >= {None, "create_task", "update_task"}
+    with pytest.raises(FteforgeError, match="eval_suites.seed, the held-out suites themselves"):
+        validation_suites(specs, suite_params, suite_params.seed, [], held_out)
+    leaked = SimpleNamespace(id="train-1", user=suites["agentic"][0].user_text)  # a training input equal to a case
+    with pytest.raises(FteforgeError, match="leak from the training data"):
+        validation_suites(specs, suite_params, 2000, [leaked], held_out)
+
+
+def test_validation_draw_evaluates_a_merge_and_the_search_ranks_on_it(tmp_path, tiny_llama_dir):
+    """A scratch project (tiny random Llama, a LoRA as the 'merge'): the draw evaluates base, adapters and the
+    merge on its own cases; the ranking rows come from those results and keep the held-out headline beside."""
+    import json
+
+    from fteforge import paths
+    from fteforge.data.records import write_jsonl
+    from fteforge.merging.search import rank_variants, render_table
+    from fteforge.merging.validation import ValidationDraw
+    from tests.test_evaluate import TINY, _make_adapter
+
+    specs, _, held_out = _held_out_and_specs()
+    shutil.copytree(REPO / "specs", tmp_path / "specs")
+    shutil.copytree(tiny_llama_dir, tmp_path / paths.BASE_DIR)
+    adapter = _make_adapter(tiny_llama_dir, tmp_path / "adapter", 1)
+    for a in specs.adapters:
+        shutil.copytree(adapter, tmp_path / paths.adapter_dir(a))
+    shutil.copytree(adapter, tmp_path / paths.merge_dir("m1"))
+    for f in paths.DATASET_FILES.values():
+        write_jsonl(tmp_path / f, [])
+    for kind, path in paths.EVAL_SUITES.items():
+        write_jsonl(tmp_path / path, [c.model_dump(exclude_none=True) for c in held_out[kind]])
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["evaluate"] = json.loads(TINY.model_dump_json())
+    params["eval_suites"].update(persona_cases=50, agentic_cases=60, combined_cases=20)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+    draw = ValidationDraw(2000, specs, root=tmp_path)
+    results = draw.evaluate_merge("m1")
+    assert results["model"]["role"] == "merge" and results["preservation"] is not None
+    assert {s["validation_seed"] for s in results["suites"].values()} == {2000}
+    assert sum(s["cases"] for s in results["suites"].values()) == len(draw.cases) < 130
+    host = [g for g in results["gates"] if g["metric"].startswith(("latency.", "memory."))]
+    assert host and all(g["status"] == "not applicable" for g in host)
+    assert not any(m.startswith("latency.") for m in results["gates_summary"]["failed_metrics"])
+
+    held_out_headline = {"persona": 1.0, "agentic": 0.5, "combined": 0.25}
+    runs = [{"name": "m1", "results": {**results, "headline": held_out_headline}, "validation": results}]
+    rule = specs.unified.selection
+    (row,) = rank_variants(runs, rule, on="validation")
+    assert row["headline"] == results["headline"] and row["held_out_headline"] == held_out_headline
+    table = render_table({"ranking": [row], "runs": [], "validation": draw.report,
+                          "ranked_on": "validation draw (eval seed 2000)"})
+    assert table.startswith("Ranked on the validation draw (eval seed 2000).")
+    with pytest.raises(FteforgeError, match=r"data/merges/m2: not found .*`dvc repro merge@m2`"):
+        draw.evaluate_merge("m2")

@@ -134,16 +134,22 @@ def existing_results(repo: Path, name: str, baseline: str) -> dict[str, Any] | N
     return json.loads(proc.stdout) if proc.returncode == 0 else None
 
 
-def run_variant(repo: Path, name: str, candidate: Any, dvc: str = "dvc") -> dict[str, Any]:
-    """One experiment: merge + evaluate the variant, read its results, reset the workspace."""
+def run_variant(repo: Path, name: str, candidate: Any, dvc: str = "dvc",
+                validate: Callable[[str], dict[str, Any]] | None = None) -> dict[str, Any]:
+    """One experiment: merge + evaluate the variant, read its results, reset the workspace.
+
+    `validate(name)` runs while the variant's merge is still in the workspace (the validation draw)."""
     start = time.perf_counter()
     before = changed_files(repo)
     cmd = experiment_command(name, candidate, dvc)
     cmd.insert(3, "-q")  # after `dvc exp run`: the report keeps the output, the terminal does not need it
+    validation = None
     try:
         proc = subprocess.run(cmd, cwd=repo, capture_output=True, text=True)
         results_file = repo / paths.evaluation_results(paths.merge_model_id(name))
         results = json.loads(results_file.read_text()) if proc.returncode == 0 and results_file.is_file() else None
+        if results is not None and validate is not None:
+            validation = validate(name)
     finally:
         restore(repo, before)
         for p in variant_outputs(name):
@@ -153,26 +159,44 @@ def run_variant(repo: Path, name: str, candidate: Any, dvc: str = "dvc") -> dict
             elif target.exists():
                 target.unlink()
     return {"name": name, "experiment": f"{EXP_PREFIX}{name}", "returncode": proc.returncode,
-            "wall_s": round(time.perf_counter() - start, 1), "results": results,
+            "wall_s": round(time.perf_counter() - start, 1), "results": results, "validation": validation,
             "error": None if results is not None else (proc.stderr or proc.stdout)[-2000:]}
 
 
 def rank_variants(runs: list[dict[str, Any]], rule: Any,
-                  reference: Mapping[str, Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
-    """Rows of every variant that evaluated, plus the reference candidates, best first by the selection rule."""
+                  reference: Mapping[str, Mapping[str, Any]] | None = None, *,
+                  on: str = "results") -> list[dict[str, Any]]:
+    """Rows of every variant that evaluated, plus the reference candidates, best first by the selection rule.
+
+    `on` names the results each run is ranked by: "results" (the held-out suites) or "validation" (the
+    validation draw, when the search had one; `reference` then holds the references' validation results).
+    A row ranked on validation keeps the held-out headline beside it, for the report only."""
     from fteforge.release.selection import candidate_row, rank
 
-    rows = [{**candidate_row(r["name"], r["results"], rule), "source": "search"} for r in runs if r["results"]]
-    rows += [{**candidate_row(n, res, rule), "source": "workspace"} for n, res in (reference or {}).items()]
+    rows = []
+    for r in runs:
+        if r.get(on):
+            row = {**candidate_row(r["name"], r[on], rule), "source": "search"}
+            if on != "results":
+                row["held_out_headline"] = dict(r["results"]["headline"])
+            rows.append(row)
+    for n, res in (reference or {}).items():
+        row = {**candidate_row(n, res[on] if on != "results" else res, rule), "source": "workspace"}
+        if on != "results":
+            row["held_out_headline"] = dict(res["results"]["headline"])
+        rows.append(row)
     return rank(rows, rule)
 
 
 def search(repo: Path, grid: Path, *, dvc: str = "dvc", dry_run: bool = False, baseline: str = "HEAD",
-           progress: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+           validation_seed: int | None = None, progress: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
     """Run every variant of `grid`; return the report (ranked rows, per-variant runs, the commands).
 
     A variant whose experiment already exists on `baseline` (an interrupted search, run again) is read
-    from that experiment instead of rerun; DVC would refuse the duplicate name anyway.
+    from that experiment instead of rerun; DVC would refuse the duplicate name anyway. With
+    `validation_seed`, every variant and every workspace candidate is also evaluated on that draw of the
+    suites (fteforge.merging.validation) and ranked by it; a reused experiment then has no validation
+    results (its merge is in the experiment, not the workspace) and is listed, not ranked.
     """
     from fteforge.params import MergeParams, load_params
     from fteforge.specs import load_spec_set
@@ -188,7 +212,14 @@ def search(repo: Path, grid: Path, *, dvc: str = "dvc", dry_run: bool = False, b
     if dirty and not all(done.values()):
         raise FteforgeError(f"{', '.join(sorted(dirty))} in {repo} has uncommitted edits; the search resets both after "
                             f"each variant. Commit them (or `git stash`) first")
-    rule = load_spec_set(repo / paths.SPECS).unified.selection
+    specs = load_spec_set(repo / paths.SPECS)
+    rule = specs.unified.selection
+    draw = None
+    if validation_seed is not None:
+        from fteforge.merging.validation import ValidationDraw
+
+        progress(f"validation draw (eval seed {validation_seed}): the base and the adapters")
+        draw = ValidationDraw(validation_seed, specs, root=repo, progress=progress)
     runs = []
     for i, (name, candidate) in enumerate(variants.items(), 1):
         if done[name] is not None:
@@ -197,32 +228,52 @@ def search(repo: Path, grid: Path, *, dvc: str = "dvc", dry_run: bool = False, b
                          "results": done[name], "error": None, "reused": True})
             continue
         progress(f"[{i}/{len(variants)}] {name}: merge + evaluation")
-        runs.append(run_variant(repo, name, candidate, dvc=dvc))
+        runs.append(run_variant(repo, name, candidate, dvc=dvc, validate=draw.evaluate_merge if draw else None))
     for run in runs:  # what each variant was, beside what it scored
         run["candidate"] = variants[run["name"]].model_dump(by_alias=True, exclude_none=True)
-    reference = {}
+    reference: dict[str, Any] = {}
     for name in merge.candidates:
         f = repo / paths.evaluation_results(paths.merge_model_id(name))
         if f.is_file():
-            reference[name] = json.loads(f.read_text())
-    ranking = rank_variants(runs, rule, reference)
-    for r in runs:  # the report keeps the headline, not the whole results file (that lives in the experiment)
+            held_out = json.loads(f.read_text())
+            if draw is None:
+                reference[name] = held_out
+            elif (repo / paths.merge_dir(name)).exists():
+                progress(f"{name}: the workspace candidate on the validation draw")
+                reference[name] = {"results": held_out, "validation": draw.evaluate_merge(name)}
+    ranking = rank_variants(runs, rule, reference, on="validation" if draw else "results")
+    for r in runs:  # the report keeps the headlines, not the whole results files (those live in the experiment)
         r["headline"] = r["results"]["headline"] if r["results"] else None
         r.pop("results")
+        if draw is not None:
+            v = r.pop("validation", None)
+            r["validation_headline"] = v["headline"] if v else None
+            r["validation_failed_gates"] = v["gates_summary"]["failed_metrics"] if v else None
+        else:
+            r.pop("validation", None)
     baseline_sha = _git(repo, "rev-parse", "--short", baseline).strip()
     return {"grid": str(grid), "baseline": baseline_sha, "rule": rule.model_dump(), "commands": commands,
-            "runs": runs, "ranking": ranking}
+            "ranked_on": f"validation draw (eval seed {validation_seed})" if draw else "held-out suites",
+            "validation": draw.report if draw else None, "runs": runs, "ranking": ranking}
 
 
 def render_table(report: Mapping[str, Any]) -> str:
-    lines = ["| rank | candidate | source | persona | agentic | combined | gates failed | failed |",
-             "|---:|---|---|---:|---:|---:|---:|---|"]
+    validated = report.get("validation") is not None
+    lines = [f"Ranked on the {report.get('ranked_on', 'held-out suites')}."
+             + (" Held-out scores are for the report only." if validated else ""), "",
+             "| rank | candidate | source | persona | agentic | combined | gates failed | failed |"
+             + (" held-out persona / agentic / combined |" if validated else ""),
+             "|---:|---|---|---:|---:|---:|---:|---|" + ("---:|" if validated else "")]
+    fmt = lambda v, d: "-" if v is None else f"{v:.{d}f}"  # noqa: E731
     for i, r in enumerate(report["ranking"], 1):
         h = r["headline"]
-        fmt = lambda v, d: "-" if v is None else f"{v:.{d}f}"  # noqa: E731
-        lines.append(f"| {i} | {r['candidate']} | {r['source']} | {fmt(h.get('persona'), 2)} | "
-                     f"{fmt(h.get('agentic'), 3)} | {fmt(h.get('combined'), 3)} | {r['gates_failed']} | "
-                     f"{', '.join(g['metric'] for g in r['failed_gates'])} |")
+        line = (f"| {i} | {r['candidate']} | {r['source']} | {fmt(h.get('persona'), 2)} | "
+                f"{fmt(h.get('agentic'), 3)} | {fmt(h.get('combined'), 3)} | {r['gates_failed']} | "
+                f"{', '.join(g['metric'] for g in r['failed_gates'])} |")
+        if validated:
+            t = r.get("held_out_headline") or {}
+            line += f" {fmt(t.get('persona'), 2)} / {fmt(t.get('agentic'), 3)} / {fmt(t.get('combined'), 3)} |"
+        lines.append(line)
     failed = [r for r in report["runs"] if r["headline"] is None]
     for r in failed:
         lines.append(f"\n{r['name']}: the experiment failed (exit {r['returncode']}):\n{r['error']}")
