@@ -104,6 +104,16 @@ def test_a_wrong_word_is_refused_where_it_is_written(prefix):
     assert not is_date_phrase(prefix)
 
 
+@pytest.mark.parametrize("phrase", ["in 99999999 days", "in 1000 weeks", "4000 days from now"])
+def test_a_count_past_three_digits_is_refused_not_a_crash(phrase):
+    """A constrained decoder tries long digit runs; one past Python's last date raised OverflowError."""
+    with pytest.raises(ValueError, match="YYYY-MM-DD"):
+        resolve_date(phrase, dt.date(2026, 3, 2))
+    assert not is_date_phrase(phrase)
+    assert not could_become_date_phrase(phrase)
+    assert resolve_date("in 999 weeks", dt.date(2026, 3, 2)) == "2045-04-24"
+
+
 def test_format_is_checked_and_other_formats_still_are():
     schema = {"type": "object", "properties": {"day": {"type": "string", "format": DATE_FORMAT},
                                                "iso": {"type": "string", "format": "date"}}}

@@ -55,7 +55,8 @@ def resolve_date(expr: str, today: dt.date | str) -> str:
     s = _LEAD.sub("", " ".join(expr.strip().lower().split())).removeprefix("the ")
     if s in ("today", "tomorrow", "yesterday", "day after tomorrow"):
         day = today + dt.timedelta(days={"today": 0, "tomorrow": 1, "yesterday": -1}.get(s, 2))
-    elif m := (re.fullmatch(r"in (\d+|\w+) (day|week)s?", s) or re.fullmatch(r"(\d+|\w+) (day|week)s? from now", s)):
+    elif m := (re.fullmatch(r"in (\d{1,3}|[a-z]+) (day|week)s?", s)
+               or re.fullmatch(r"(\d{1,3}|[a-z]+) (day|week)s? from now", s)):
         if not m[1].isdigit() and m[1] not in NUMBER_WORDS:
             raise ValueError(f"cannot resolve date phrase {expr!r}: {DATE_HINT}")
         n = int(m[1]) if m[1].isdigit() else NUMBER_WORDS[m[1]]
@@ -92,7 +93,9 @@ def resolve_date(expr: str, today: dt.date | str) -> str:
 
 # The same grammar as one pattern, for `could_become_date_phrase`: `resolve_date` stays the authority
 # (it also checks that a day exists), this only has to accept every prefix of what it accepts.
-_NUMBER = r"(?:\d+|" + "|".join(NUMBER_WORDS) + ")"
+# At most three digits: a constrained decoder tries long digit runs, and "in 99999999 days" is past
+# the last date Python has (an OverflowError once killed an evaluation stage).
+_NUMBER = r"(?:\d{1,3}|" + "|".join(NUMBER_WORDS) + ")"
 _PHRASE = regex.compile(
     r"\s*(?:(?:by|on|due|for|until|before|after)\s+)*(?:the\s+)?(?:"
     r"today|tomorrow|yesterday|day\s+after\s+tomorrow"
