@@ -3,7 +3,12 @@
 For a search killed before it wrote its report. Usage:
     python scripts/search_report_from_experiments.py GRID BASELINE_SHA OUT
 """
-import json, subprocess, sys, yaml
+import json
+import subprocess
+import sys
+
+import yaml
+
 grid, sha, out = sys.argv[1], sys.argv[2], sys.argv[3]
 variants = yaml.safe_load(open(grid))["variants"]
 runs = []
