@@ -38,15 +38,29 @@ def test_int8_linear_is_the_dequantized_matmul():
     linear = torch.nn.Linear(96, 40, bias=True)
     q = int8_linear(linear)
     assert q.weight_int8.dtype == torch.int8 and q.weight_int8.abs().max() == 127  # absmax per row hits 127
-    x = torch.randn(3, 5, 96)
     w = q.weight_int8.float() * q.scale.float()[:, None]  # what the int8 weight stands for
-    ref = x.bfloat16().float() @ w.T + q.bias.float()
-    got = q(x)
-    assert got.shape == (3, 5, 40) and got.dtype == torch.bfloat16
-    assert torch.allclose(got.float(), ref, rtol=2e-2, atol=2e-2)
-    # and close to the fp32 layer it replaces: per-row int8 costs ~1% here
-    full = linear(x)
-    assert ((got.float() - full).norm() / full.norm()) < 0.03
+    # a decode row goes through the int8 kernel, a prefill's rows through the dequantized bf16 weights
+    for shape in ((1, 1, 96), (3, 1, 96), (3, 5, 96)):
+        x = torch.randn(*shape)
+        ref = x.bfloat16().float() @ w.T + q.bias.float()
+        got = q(x)
+        assert got.shape == (*shape[:-1], 40) and got.dtype == torch.bfloat16
+        assert torch.allclose(got.float(), ref, rtol=2e-2, atol=2e-2)
+        # and close to the fp32 layer it replaces: per-row int8 costs ~1% here
+        full = linear(x)
+        assert ((got.float() - full).norm() / full.norm()) < 0.03
+
+
+def test_int8_kernel_and_dequantized_path_agree_row_by_row():
+    """The same rows through both paths: one model whatever the batch, up to bf16 rounding."""
+    from fteforge.evaluation.serving import INT8_KERNEL_MAX_ROWS
+
+    torch.manual_seed(1)
+    q = int8_linear(torch.nn.Linear(64, 48, bias=False))
+    x = torch.randn(INT8_KERNEL_MAX_ROWS + 3, 64)
+    many = q(x).float()  # one call past the threshold: the bf16 matmul
+    one_by_one = torch.cat([q(row[None]) for row in x]).float()  # the int8 kernel
+    assert torch.allclose(many, one_by_one, rtol=1e-2, atol=1e-2), (many - one_by_one).abs().max()
 
 
 def test_int8_weights_quantizes_the_decoder_and_keeps_the_head(tiny_llama_dir):
@@ -79,8 +93,12 @@ def test_served_int8_batches_equal_single_stream(tiny_llama_dir):
     tok = loaded.tokenizer
     prompts = [render(tok, conversation(specs.agentic, u), specs.tools, "2026-11-23", add_generation_prompt=True)
                for u in LATENCY_PROMPTS[:4]]
-    batched = PrefixCachedGenerator(model, tok, batch_size=4)(prompts, 8)
+    gen = PrefixCachedGenerator(model, tok, batch_size=4)
+    assert gen.cache_dtype == torch.float32  # what the fp32 attention reads, so never upcast again
+    batched = gen(prompts, 8)
     assert batched == [generate_one(model, tok, p, 8) for p in prompts]
+    assert all(layer.keys.dtype == torch.float32 for c in gen._caches.values() for layer in c.layers[:1]
+               if type(layer).__name__ == "BufferedLayer")
 
 
 def test_bf16_attention_in_fp32_is_no_worse_than_stock_bf16(tiny_llama_dir):

@@ -8,7 +8,11 @@ int8 weights with bf16 activations (`aten::_weight_int8pack_mm`). The precisions
 * ``fp32``: the weights as trained and merged.
 * ``bf16``: weights and activations in bf16.
 * ``int8_weights``: bf16, and every Linear of the decoder layers holds its weight as int8 per output
-  channel (absmax / 127) with a bf16 scale. Activations are never rounded to int8: torch's dynamic
+  channel (absmax / 127) with a bf16 scale. torch's int8 kernel reads a weight once per input row, so
+  it only pays at a row or a few: decode at batch 1. For more rows (a prefill, a batched decode step)
+  the same quantized weights, dequantized once to bf16, go through the bf16 matmul instead. Measured
+  over SmolLM2-135M's 210 decoder Linear shapes, 2 threads: 1 row 8.5 ms int8 / 18.2 ms bf16, 6 rows
+  18.2 / 18.2, 32 rows 50.6 / 20.4 (bench/int8_kernel_rows.py). Activations are never rounded to int8: torch's dynamic
   quantization does that per token, and on 135M it lost most of both skills (persona 8.86 -> 5.25,
   bench/results/serving_precision.json). The vocabulary projection (tied to the embedding) stays bf16:
   quantized too, it cost the persona suite its min-trait gate on 1.11.0's v2_ties
@@ -28,6 +32,8 @@ SERVING_PRECISIONS = ("fp32", "bf16", "int8_weights")
 # Older results files carry no `system.serving`: they were measured in fp32.
 DEFAULT_SERVING = "fp32"
 _ATTENTION = "fteforge_gqa_sdpa_fp32"
+# Rows up to which the int8 kernel beats the bf16 matmul on the dequantized weights (crossover ~6).
+INT8_KERNEL_MAX_ROWS = 4
 
 
 def resolve_serving(choice: str, device: str) -> str:
@@ -57,11 +63,16 @@ def _int8_linear_class():
             scale = w.abs().amax(dim=1).clamp(min=1e-12) / 127.0
             self.register_buffer("weight_int8", torch.round(w / scale[:, None]).clamp(-127, 127).to(torch.int8))
             self.register_buffer("scale", scale.to(dtype))
+            # the int8 weights times the scale the kernel uses: the same model, for the many-row path
+            self.register_buffer("weight_dequantized", (self.weight_int8.float() * self.scale.float()[:, None]).to(dtype))
             self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().to(dtype))
             self.in_features, self.out_features, self.dtype = linear.in_features, linear.out_features, dtype
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             flat = x.reshape(-1, self.in_features).to(self.dtype)
+            if flat.shape[0] > INT8_KERNEL_MAX_ROWS:
+                y = torch.nn.functional.linear(flat, self.weight_dequantized, self.bias)
+                return y.view(*x.shape[:-1], self.out_features)
             y = torch.ops.aten._weight_int8pack_mm(flat, self.weight_int8, self.scale)
             if self.bias is not None:
                 y = y + self.bias
@@ -96,6 +107,17 @@ def _fp32_attention(module: Any, query: Any, key: Any, value: Any, attention_mas
 
     out, _ = _gqa_sdpa(module, query.float(), key.float(), value.float(), attention_mask, **kwargs)
     return out.to(query.dtype), None
+
+
+def attention_dtype(model: Any) -> Any:
+    """fp32 where the model's attention runs in fp32 over bf16 weights, else None (the model's own dtype).
+
+    A KV cache stored in this dtype holds exactly what the attention reads, so the cached keys and
+    values are not upcast again at every layer of every step (that was ~8% of a batch-1 decode step).
+    """
+    import torch
+
+    return torch.float32 if getattr(model.config, "_attn_implementation", None) == _ATTENTION else None
 
 
 def _attention_in_fp32(model: Any) -> None:

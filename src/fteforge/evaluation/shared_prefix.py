@@ -42,6 +42,7 @@ from fteforge.evaluation.generation import (
     processors,
     stop_token_ids,
 )
+from fteforge.evaluation.serving import attention_dtype
 
 MIN_PREFIX = 16  # below this the copy costs more than the prefill it saves
 
@@ -53,19 +54,21 @@ def _buffered_layer_class():
     class BufferedLayer(DynamicLayer):
         """A DynamicLayer over preallocated storage: `keys`/`values` are views that grow in place."""
 
-        def __init__(self, keys: torch.Tensor, values: torch.Tensor, capacity: int):
+        def __init__(self, keys: torch.Tensor, values: torch.Tensor, capacity: int, dtype: torch.dtype | None = None):
             super().__init__()
             b, h, n, d = keys.shape
-            self._k, self._v = keys.new_empty(b, h, capacity, d), values.new_empty(b, h, capacity, d)
+            dtype = dtype or keys.dtype
+            self._k, self._v = keys.new_empty(b, h, capacity, d, dtype=dtype), values.new_empty(b, h, capacity, d, dtype=dtype)
             self._k[:, :, :n], self._v[:, :, :n] = keys, values
             self._n = n
-            self.dtype, self.device, self.is_initialized = keys.dtype, keys.device, True
+            self.dtype, self.device, self.is_initialized = dtype, keys.device, True
             self.keys, self.values = self._k[:, :, :n], self._v[:, :, :n]
 
         @classmethod
-        def empty(cls, batch: int, like: torch.Tensor, capacity: int) -> BufferedLayer:
+        def empty(cls, batch: int, like: torch.Tensor, capacity: int, dtype: torch.dtype | None = None) -> BufferedLayer:
             """Zeroed storage for `batch` rows shaped like `like`'s heads, holding no tokens yet."""
-            layer = cls(like[:1, :, :0].expand(batch, -1, -1, -1), like[:1, :, :0].expand(batch, -1, -1, -1), capacity)
+            layer = cls(like[:1, :, :0].expand(batch, -1, -1, -1), like[:1, :, :0].expand(batch, -1, -1, -1), capacity,
+                        dtype)
             layer._k.zero_()
             layer._v.zero_()
             return layer
@@ -92,13 +95,16 @@ def _buffered_layer_class():
     return BufferedLayer
 
 
-def batch_cache(prefix_cache: Any, batch: int, capacity: int) -> Any:
-    """A DynamicCache holding `prefix_cache` for `batch` rows, with room for `capacity` tokens in all."""
+def batch_cache(prefix_cache: Any, batch: int, capacity: int, dtype: torch.dtype | None = None) -> Any:
+    """A DynamicCache holding `prefix_cache` for `batch` rows, with room for `capacity` tokens in all.
+
+    `dtype` stores the keys and values in another precision than the model computes them in.
+    """
     from transformers.cache_utils import DynamicCache
 
     layer = _buffered_layer_class()
     out = DynamicCache()
-    out.layers = [layer(lc.keys.expand(batch, -1, -1, -1), lc.values.expand(batch, -1, -1, -1), capacity)
+    out.layers = [layer(lc.keys.expand(batch, -1, -1, -1), lc.values.expand(batch, -1, -1, -1), capacity, dtype)
                   for lc in prefix_cache.layers]
     return out
 
@@ -165,6 +171,7 @@ class PrefixCachedGenerator:
         self.model, self.tokenizer, self.batch_size, self.constraint = model, tokenizer, batch_size, constraint
         self.min_group, self.max_cached = min_group, max_cached
         self.stops = stop_token_ids(model, tokenizer)
+        self.cache_dtype = attention_dtype(model)
         self.pad_id = _pad_id(tokenizer, self.stops)
         self._caches: dict[tuple[int, ...], Any] = {}
         self.last_new_tokens: list[int] = []
@@ -174,7 +181,7 @@ class PrefixCachedGenerator:
         with torch.inference_mode():
             if parent is None:
                 return self.model(input_ids=torch.tensor([ids], device=self.model.device), use_cache=True).past_key_values
-            kv = batch_cache(parent, 1, capacity)
+            kv = batch_cache(parent, 1, capacity, self.cache_dtype)
             if ids:
                 self.model(input_ids=torch.tensor([ids], device=self.model.device), past_key_values=kv, use_cache=True)
             return kv
@@ -233,7 +240,7 @@ class PrefixCachedGenerator:
         device = self.model.device
         caches = [self._prefix_cache(tuple(r[:m])) for r, m in zip(rows, prefix_lens, strict=True)]
         if len(rows) == 1:
-            kv = batch_cache(caches[0], 1, len(rows[0]) + max_new_tokens)
+            kv = batch_cache(caches[0], 1, len(rows[0]) + max_new_tokens, self.cache_dtype)
             mask = [[1] * len(rows[0])]
         else:
             top = max(prefix_lens)
@@ -258,7 +265,7 @@ class PrefixCachedGenerator:
         layer_class = _buffered_layer_class()
         first = caches[0].layers
         batch = DynamicCache()
-        batch.layers = [layer_class.empty(len(rows), lc.keys, capacity) for lc in first]
+        batch.layers = [layer_class.empty(len(rows), lc.keys, capacity, self.cache_dtype) for lc in first]
         end = top + width - 1  # the last column is fed by generate
         for b, (row, m, prefix) in enumerate(zip(rows, prefix_lens, caches, strict=True)):
             own = row[m:-1]
