@@ -180,3 +180,48 @@ def test_validation_draw_evaluates_a_merge_and_the_search_ranks_on_it(tmp_path, 
     assert table.startswith("Ranked on the validation draw (eval seed 2000).")
     with pytest.raises(FteforgeError, match=r"data/merges/m2: not found .*`dvc repro merge@m2`"):
         draw.evaluate_merge("m2")
+
+
+def test_a_reused_experiment_is_validated_from_the_cache_and_the_workspace_reset(tmp_path, monkeypatch):
+    """A resumed search with a validation draw: the merge of an experiment that already ran comes back with
+    `dvc exp apply`, the validation sees it, and afterwards the workspace is the commit's again.
+
+    A scratch DVC project shaped like the real one (one merge stage per entry of `candidates`), where the
+    'merge' writes its weight to a file, so what the validation saw says which experiment was applied."""
+    from fteforge.merging.search import EXP_PREFIX, restore, validate_experiment
+    from tests.conftest import run_dvc
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    env = git_env()
+    monkeypatch.setenv("DVC_SITE_CACHE_DIR", str(repo / ".dvc" / "site-cache"))
+    for k in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL"):
+        monkeypatch.setenv(k, env[k])
+    (repo / "params.yaml").write_text("candidates:\n  kept: 1\n")
+    (repo / "dvc.yaml").write_text(
+        "stages:\n  merge:\n    foreach: ${candidates}\n    do:\n"
+        "      cmd: mkdir -p data/merges/${key} && echo ${item} > data/merges/${key}/weight.txt\n"
+        "      outs:\n        - data/merges/${key}\n")
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True, env=env)
+    run_dvc(repo, "init", "-q")
+    run_dvc(repo, "repro", "-q")
+    subprocess.run(["git", "add", "-A"], cwd=repo, check=True, env=env)
+    subprocess.run(["git", "commit", "-qm", "baseline"], cwd=repo, check=True, env=env)
+
+    # the interrupted search: its experiment ran, then the workspace was reset as run_variant does
+    before = set()
+    run_dvc(repo, "exp", "run", "-q", "-n", f"{EXP_PREFIX}probe", "-S", "++candidates.probe=2")
+    restore(repo, before)
+    shutil.rmtree(repo / "data" / "merges" / "probe")
+
+    dvc = str(Path(sys.executable).parent / "dvc")
+    seen = validate_experiment(repo, "probe", lambda name: {"weight": (repo / f"data/merges/{name}/weight.txt").read_text()},
+                               dvc=dvc)
+    assert seen == {"weight": "2\n"}
+    assert not (repo / "data" / "merges" / "probe").exists()
+    assert (repo / "data" / "merges" / "kept" / "weight.txt").read_text() == "1\n"
+    assert subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True).stdout == ""
+    assert "probe" not in (repo / "params.yaml").read_text()
+    # an experiment that does not exist: nothing to validate, nothing changed
+    assert validate_experiment(repo, "missing", lambda name: {"weight": "?"}, dvc=dvc) is None
+    assert subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True).stdout == ""

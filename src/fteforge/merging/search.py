@@ -163,6 +163,31 @@ def run_variant(repo: Path, name: str, candidate: Any, dvc: str = "dvc",
             "error": None if results is not None else (proc.stderr or proc.stdout)[-2000:]}
 
 
+def validate_experiment(repo: Path, name: str, validate: Callable[[str], dict[str, Any]],
+                        dvc: str = "dvc") -> dict[str, Any] | None:
+    """`validate(name)` on the merge of an existing experiment search-<name> (a resumed search).
+
+    The experiment's outputs come back into the workspace with `dvc exp apply` (from the DVC cache, no
+    rerun); afterwards the workspace is reset as after `run_variant`. None when the apply fails (the
+    experiment's outputs are no longer in the cache, say): the variant is then listed, not ranked.
+    """
+    before = changed_files(repo)
+    try:
+        proc = subprocess.run([dvc, "exp", "apply", "-q", f"{EXP_PREFIX}{name}"], cwd=repo, capture_output=True,
+                              text=True)
+        if proc.returncode != 0 or not (repo / paths.merge_dir(name)).exists():
+            return None
+        return validate(name)
+    finally:
+        restore(repo, before)
+        for p in variant_outputs(name):
+            target = repo / p
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+
+
 def rank_variants(runs: list[dict[str, Any]], rule: Any,
                   reference: Mapping[str, Mapping[str, Any]] | None = None, *,
                   on: str = "results") -> list[dict[str, Any]]:
@@ -195,8 +220,9 @@ def search(repo: Path, grid: Path, *, dvc: str = "dvc", dry_run: bool = False, b
     A variant whose experiment already exists on `baseline` (an interrupted search, run again) is read
     from that experiment instead of rerun; DVC would refuse the duplicate name anyway. With
     `validation_seed`, every variant and every workspace candidate is also evaluated on that draw of the
-    suites (fteforge.merging.validation) and ranked by it; a reused experiment then has no validation
-    results (its merge is in the experiment, not the workspace) and is listed, not ranked.
+    suites (fteforge.merging.validation) and ranked by it; a reused experiment's merge is brought back
+    from the DVC cache for that (`validate_experiment`) when `baseline` is the checked-out commit, and is
+    listed without a rank otherwise.
     """
     from fteforge.params import MergeParams, load_params
     from fteforge.specs import load_spec_set
@@ -208,8 +234,11 @@ def search(repo: Path, grid: Path, *, dvc: str = "dvc", dry_run: bool = False, b
     if dry_run:
         return {"grid": str(grid), "commands": commands, "runs": [], "ranking": []}
     done = {n: existing_results(repo, n, baseline) for n in variants}
+    # a reused experiment is validated by applying it to the workspace, which only matches HEAD's outputs
+    reapply = validation_seed is not None and any(done.values()) and \
+        _git(repo, "rev-parse", f"{baseline}^{{commit}}") == _git(repo, "rev-parse", "HEAD^{commit}")
     dirty = {"params.yaml", "dvc.lock"} & changed_files(repo)
-    if dirty and not all(done.values()):
+    if dirty and (not all(done.values()) or reapply):
         raise FteforgeError(f"{', '.join(sorted(dirty))} in {repo} has uncommitted edits; the search resets both after "
                             f"each variant. Commit them (or `git stash`) first")
     specs = load_spec_set(repo / paths.SPECS)
@@ -224,8 +253,12 @@ def search(repo: Path, grid: Path, *, dvc: str = "dvc", dry_run: bool = False, b
     for i, (name, candidate) in enumerate(variants.items(), 1):
         if done[name] is not None:
             progress(f"[{i}/{len(variants)}] {name}: experiment {EXP_PREFIX}{name} exists on {baseline}, read")
+            validation = None
+            if draw is not None and reapply:
+                progress(f"[{i}/{len(variants)}] {name}: its merge on the validation draw")
+                validation = validate_experiment(repo, name, draw.evaluate_merge, dvc)
             runs.append({"name": name, "experiment": f"{EXP_PREFIX}{name}", "returncode": 0, "wall_s": None,
-                         "results": done[name], "error": None, "reused": True})
+                         "results": done[name], "validation": validation, "error": None, "reused": True})
             continue
         progress(f"[{i}/{len(variants)}] {name}: merge + evaluation")
         runs.append(run_variant(repo, name, candidate, dvc=dvc, validate=draw.evaluate_merge if draw else None))

@@ -74,9 +74,14 @@ class ValidationDraw:
                  for e in load_examples(self._need(f, f"build_{kind}_dataset"))]
         held_out = {k: load_suite(self._need(p, "build_eval_suites")) for k, p in paths.EVAL_SUITES.items()}
         suite_params = load_params("eval_suites", EvalSuiteParams, params_file)
-        self.suites, self.report = validation_suites(specs, suite_params, seed, train, held_out)
-        self.cases = [c for cases in self.suites.values() for c in cases]
         self.params = load_params("evaluate", EvaluateParams, params_file)
+        suites, self.report = validation_suites(specs, suite_params, seed, train, held_out)
+        # evaluate.max_cases trims the draw as it trims the held-out suites (a quick or test run)
+        n = self.params.max_cases
+        self.suites = {k: v[:n] if n else v for k, v in suites.items()}
+        self.report["max_cases"] = n
+        self.report["cases"] = {k: len(v) for k, v in self.suites.items()}
+        self.cases = [c for cases in self.suites.values() for c in cases]
         self.base = self._evaluate(paths.EVAL_BASE, "base", self._need(paths.BASE_DIR, "prepare_base"))
         self.adapters = {a: self._evaluate(paths.adapter_model_id(a), "adapter",
                                            self._need(paths.adapter_dir(a), f"train_adapter@{a}"))
