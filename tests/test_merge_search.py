@@ -180,6 +180,19 @@ def test_validation_draw_evaluates_a_merge_and_the_search_ranks_on_it(tmp_path, 
     assert table.startswith("Ranked on the validation draw (eval seed 2000).")
     with pytest.raises(FteforgeError, match=r"data/merges/m2: not found .*`dvc repro merge@m2`"):
         draw.evaluate_merge("m2")
+    assert draw.cache_hits == []
+
+    # a search run again: what was evaluated is read back; a merge whose weights changed is evaluated anew
+    again = ValidationDraw(2000, specs, root=tmp_path)
+    assert again.cache_hits == ["base", *(f"adapters/{a}" for a in specs.adapters)]
+    assert again.base == draw.base and again.evaluate_merge("m1") == results
+    assert again.cache_hits[-1] == "merges/m1"
+    shutil.rmtree(tmp_path / paths.merge_dir("m1"))
+    shutil.copytree(_make_adapter(tiny_llama_dir, tmp_path / "adapter2", 2), tmp_path / paths.merge_dir("m1"))
+    changed = again.evaluate_merge("m1")
+    assert again.cache_hits[-1] == "merges/m1" and len(again.cache_hits) == 4  # no hit this time
+    assert changed["model"]["role"] == "merge"
+    assert ValidationDraw(2000, specs, root=tmp_path, cache=False).cache_hits == []
 
 
 def test_a_reused_experiment_is_validated_from_the_cache_and_the_workspace_reset(tmp_path, monkeypatch):

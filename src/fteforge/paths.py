@@ -56,6 +56,8 @@ ANALYSIS_METRICS = DATA / "metrics" / "analysis.json"
 MERGES_DIR = DATA / "merges"
 # mergekit's base+adapter merges, keyed by content (see merging/engines/mergekit_engine.py)
 LORA_MERGE_CACHE = Path(".cache") / "mergekit-lora"
+# merge-search's validation-draw results, keyed by what they were computed from (merging/validation.py)
+VALIDATION_CACHE = Path(".cache") / "validation"
 
 
 def heatmap(metric: str) -> Path:

@@ -284,6 +284,8 @@ def search(repo: Path, grid: Path, *, dvc: str = "dvc", dry_run: bool = False, b
             r["validation_failed_gates"] = v["gates_summary"]["failed_metrics"] if v else None
         else:
             r.pop("validation", None)
+    if draw is not None:
+        draw.report["read_from_cache"] = list(draw.cache_hits)
     baseline_sha = _git(repo, "rev-parse", "--short", baseline).strip()
     return {"grid": str(grid), "baseline": baseline_sha, "rule": rule.model_dump(), "commands": commands,
             "ranked_on": f"validation draw (eval seed {validation_seed})" if draw else "held-out suites",

@@ -10,12 +10,20 @@ The draw shares the held-out templates and pools, so it is no stand-in for new p
 must not share is a case. Every validation input that equals a held-out input is dropped (the
 no-call requests have no entities to vary, so about a third repeat), and the training data is
 checked for leaks as the pipeline's own suites are.
+
+Every result on a draw is kept in `.cache/validation/`, keyed by the content of the model folder (and
+of the base, the adapters and the references it is compared with), the draw's cases, the `evaluate`
+params and the fteforge source. A search run again re-evaluated the base, both adapters and every
+workspace candidate (~90 s each on 2 cores); now only what changed is evaluated.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Callable, Mapping
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -60,10 +68,53 @@ def without_host_gates(results: dict[str, Any]) -> dict[str, Any]:
     return {**results, "gates": rows, "gates_summary": gate_summary(rows)}
 
 
+def _hash_files(h: Any, files: Iterable[Path], root: Path) -> None:
+    for f in sorted(files):
+        h.update(f.relative_to(root).as_posix().encode() + b"\0")
+        with f.open("rb") as fh:
+            h.update(hashlib.file_digest(fh, "sha256").digest())
+
+
+def folder_fingerprint(folder: Path) -> str:
+    """sha256 over every file's relative path and content: two folders with equal bytes get one key."""
+    h = hashlib.sha256()
+    _hash_files(h, (f for f in Path(folder).rglob("*") if f.is_file()), Path(folder))
+    return h.hexdigest()
+
+
+def source_fingerprint() -> str:
+    """The fteforge package's source: a change of scorer, decoding or report code is a new key."""
+    package = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    _hash_files(h, (f for f in package.rglob("*") if f.is_file() and f.suffix in (".py", ".jinja")), package)
+    return h.hexdigest()
+
+
+class ResultsCache:
+    """JSON results under `folder`, one file per key; written atomically, so a killed run leaves no half file."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        f = self.folder / f"{key}.json"
+        try:
+            return json.loads(f.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def put(self, key: str, results: Mapping[str, Any]) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.folder, suffix=".tmp")
+        with os.fdopen(fd, "w") as fh:
+            json.dump(results, fh)
+        os.replace(tmp, self.folder / f"{key}.json")
+
+
 class ValidationDraw:
     """The base and the source adapters evaluated once on the validation suites; then any merge folder."""
 
-    def __init__(self, seed: int, specs: SpecSet, *, root: Path = Path("."),
+    def __init__(self, seed: int, specs: SpecSet, *, root: Path = Path("."), cache: bool = True,
                  progress: Callable[[str], None] = lambda _: None):
         from fteforge.data.records import load_examples, load_suite
         from fteforge.params import EvalSuiteParams, EvaluateParams, load_params
@@ -82,6 +133,12 @@ class ValidationDraw:
         self.report["max_cases"] = n
         self.report["cases"] = {k: len(v) for k, v in self.suites.items()}
         self.cases = [c for cases in self.suites.values() for c in cases]
+        self.cache = ResultsCache(self.root / paths.VALIDATION_CACHE) if cache else None
+        self.cache_hits: list[str] = []
+        self._context = json.dumps({
+            "cases": [c.model_dump(mode="json") for c in self.cases], "evaluate": self.params.model_dump(mode="json"),
+            "specs": folder_fingerprint(self.root / paths.SPECS), "source": source_fingerprint()}, sort_keys=True)
+        self._keys: dict[str, str] = {}
         self.base = self._evaluate(paths.EVAL_BASE, "base", self._need(paths.BASE_DIR, "prepare_base"))
         self.adapters = {a: self._evaluate(paths.adapter_model_id(a), "adapter",
                                            self._need(paths.adapter_dir(a), f"train_adapter@{a}"))
@@ -100,6 +157,18 @@ class ValidationDraw:
         from fteforge.evaluation.report import build_results, case_scores
         from fteforge.evaluation.runner import evaluate_model, persona_case_scores, win_rate
 
+        # what the results depend on: this folder, the draw, and the references it is compared with
+        refs = [] if role == "base" else [self._keys[paths.EVAL_BASE]]
+        if role == "merge":
+            refs += [self._keys[paths.adapter_model_id(a)] for a in self.adapters]
+        key = hashlib.sha256(json.dumps([self._context, role, model_id, folder_fingerprint(folder), refs,
+                                         merge_info], sort_keys=True, default=str).encode()).hexdigest()[:32]
+        self._keys[model_id] = key
+        cached = self.cache.get(key) if self.cache else None
+        if cached is not None:
+            self.cache_hits.append(model_id)
+            self.progress(f"validation {model_id}: read from {paths.VALIDATION_CACHE}")
+            return cached
         ev = evaluate_model(folder, self.cases, self.specs, self.params, latency=False,
                             base_dir=None if role == "base" else self.root / paths.BASE_DIR,
                             progress=lambda m: self.progress(f"validation {model_id}: {m}"))
@@ -111,7 +180,10 @@ class ValidationDraw:
         results = build_results(model_id, role, ev, self.specs, suites=suites, ab=ab,
                                 base_results=None if role == "base" else self.base,
                                 adapter_results=self.adapters if role == "merge" else None, merge_info=merge_info)
-        return without_host_gates(results)
+        results = without_host_gates(results)
+        if self.cache:
+            self.cache.put(key, results)
+        return results
 
     def evaluate_merge(self, candidate: str) -> dict[str, Any]:
         """EVALUATION_RESULTS of the candidate's merge folder in the workspace, on the validation draw."""
