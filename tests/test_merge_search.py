@@ -73,7 +73,8 @@ def test_search_refuses_uncommitted_params_and_dry_run_lists_commands(tmp_path):
     report = search(repo, grid, dry_run=True)
     assert report["commands"]["t1"].startswith("dvc exp run -n search-t1 -S '++merge.candidates.t1={")
     assert report["commands"]["t1"].endswith(" evaluate_merge@t1")
-    out = subprocess.run([sys.executable, "-m", "fteforge.cli", "merge-search", str(grid), "--dry-run"], cwd=repo,
+    out = subprocess.run([sys.executable, "-m", "fteforge.cli", "merge-search", str(grid), "--dry-run",
+                          "--no-validation-cache"], cwd=repo,
                          capture_output=True, text=True, check=True).stdout
     assert "evaluate_merge@t1" in out
 

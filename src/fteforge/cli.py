@@ -249,7 +249,7 @@ def cmd_merge_search(args: argparse.Namespace) -> int:
         dvc = str(Path(sys.executable).parent / "dvc")
         report = search(Path.cwd(), Path(args.grid), dvc=dvc if Path(dvc).exists() else "dvc", dry_run=args.dry_run,
                         baseline=args.baseline, validation_seed=args.validation_seed,
-                        progress=lambda msg: console.print(msg, markup=False))
+                        validation_cache=not args.no_validation_cache, progress=lambda msg: console.print(msg, markup=False))
         if args.dry_run:
             for command in report["commands"].values():
                 print(command)
@@ -299,6 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--validation-seed", type=int, default=None, metavar="SEED",
                    help="rank on another draw of the eval suites (eval_suites.seed SEED, held-out inputs dropped) "
                    "instead of the held-out suites, which then only report (default: rank on the held-out suites)")
+    p.add_argument("--no-validation-cache", action="store_true",
+                   help="evaluate every model on the validation draw afresh instead of reading results kept in "
+                   ".cache/validation (they are rewritten)")
     p.set_defaults(func=cmd_merge_search)
 
     p = sub.add_parser("chat", help="talk to a model folder as the TaskMaster agent (tools run on a SQLite file)")

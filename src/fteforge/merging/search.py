@@ -214,7 +214,8 @@ def rank_variants(runs: list[dict[str, Any]], rule: Any,
 
 
 def search(repo: Path, grid: Path, *, dvc: str = "dvc", dry_run: bool = False, baseline: str = "HEAD",
-           validation_seed: int | None = None, progress: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+           validation_seed: int | None = None, validation_cache: bool = True,
+           progress: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
     """Run every variant of `grid`; return the report (ranked rows, per-variant runs, the commands).
 
     A variant whose experiment already exists on `baseline` (an interrupted search, run again) is read
@@ -248,7 +249,7 @@ def search(repo: Path, grid: Path, *, dvc: str = "dvc", dry_run: bool = False, b
         from fteforge.merging.validation import ValidationDraw
 
         progress(f"validation draw (eval seed {validation_seed}): the base and the adapters")
-        draw = ValidationDraw(validation_seed, specs, root=repo, progress=progress)
+        draw = ValidationDraw(validation_seed, specs, root=repo, cache=validation_cache, progress=progress)
     runs = []
     for i, (name, candidate) in enumerate(variants.items(), 1):
         if done[name] is not None:

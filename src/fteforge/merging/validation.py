@@ -93,10 +93,12 @@ def source_fingerprint() -> str:
 class ResultsCache:
     """JSON results under `folder`, one file per key; written atomically, so a killed run leaves no half file."""
 
-    def __init__(self, folder: Path):
-        self.folder = Path(folder)
+    def __init__(self, folder: Path, read: bool = True):
+        self.folder, self.read = Path(folder), read
 
     def get(self, key: str) -> dict[str, Any] | None:
+        if not self.read:
+            return None
         f = self.folder / f"{key}.json"
         try:
             return json.loads(f.read_text())
@@ -133,7 +135,8 @@ class ValidationDraw:
         self.report["max_cases"] = n
         self.report["cases"] = {k: len(v) for k, v in self.suites.items()}
         self.cases = [c for cases in self.suites.values() for c in cases]
-        self.cache = ResultsCache(self.root / paths.VALIDATION_CACHE) if cache else None
+        # without the cache nothing is read, and what is measured replaces what was kept
+        self.cache = ResultsCache(self.root / paths.VALIDATION_CACHE, read=cache)
         self.cache_hits: list[str] = []
         self._context = json.dumps({
             "cases": [c.model_dump(mode="json") for c in self.cases], "evaluate": self.params.model_dump(mode="json"),
@@ -164,7 +167,7 @@ class ValidationDraw:
         key = hashlib.sha256(json.dumps([self._context, role, model_id, folder_fingerprint(folder), refs,
                                          merge_info], sort_keys=True, default=str).encode()).hexdigest()[:32]
         self._keys[model_id] = key
-        cached = self.cache.get(key) if self.cache else None
+        cached = self.cache.get(key)
         if cached is not None:
             self.cache_hits.append(model_id)
             self.progress(f"validation {model_id}: read from {paths.VALIDATION_CACHE}")
@@ -181,8 +184,7 @@ class ValidationDraw:
                                 base_results=None if role == "base" else self.base,
                                 adapter_results=self.adapters if role == "merge" else None, merge_info=merge_info)
         results = without_host_gates(results)
-        if self.cache:
-            self.cache.put(key, results)
+        self.cache.put(key, results)
         return results
 
     def evaluate_merge(self, candidate: str) -> dict[str, Any]:
