@@ -123,6 +123,17 @@ def restore(repo: Path, before: set[str]) -> None:
             (repo / rel).unlink(missing_ok=True)
 
 
+def reset_workspace(repo: Path, before: set[str], name: str) -> None:
+    """Undo an experiment's edits (`restore`) and remove variant `name`'s outputs from the workspace."""
+    restore(repo, before)
+    for p in variant_outputs(name):
+        target = repo / p
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+
+
 def existing_results(repo: Path, name: str, baseline: str) -> dict[str, Any] | None:
     """The results of experiment search-<name> on `baseline`, when it already ran (a resumed search)."""
     sha = _git(repo, "rev-parse", "--verify", f"{baseline}^{{commit}}").strip()
@@ -151,13 +162,7 @@ def run_variant(repo: Path, name: str, candidate: Any, dvc: str = "dvc",
         if results is not None and validate is not None:
             validation = validate(name)
     finally:
-        restore(repo, before)
-        for p in variant_outputs(name):
-            target = repo / p
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
+        reset_workspace(repo, before, name)
     return {"name": name, "experiment": f"{EXP_PREFIX}{name}", "returncode": proc.returncode,
             "wall_s": round(time.perf_counter() - start, 1), "results": results, "validation": validation,
             "error": None if results is not None else (proc.stderr or proc.stdout)[-2000:]}
@@ -168,7 +173,7 @@ def validate_experiment(repo: Path, name: str, validate: Callable[[str], dict[st
     """`validate(name)` on the merge of an existing experiment search-<name> (a resumed search).
 
     The experiment's outputs come back into the workspace with `dvc exp apply` (from the DVC cache, no
-    rerun); afterwards the workspace is reset as after `run_variant`. None when the apply fails (the
+    rerun); afterwards `reset_workspace` puts the workspace back, as after `run_variant`. None when the apply fails (the
     experiment's outputs are no longer in the cache, say): the variant is then listed, not ranked.
     """
     before = changed_files(repo)
@@ -179,13 +184,7 @@ def validate_experiment(repo: Path, name: str, validate: Callable[[str], dict[st
             return None
         return validate(name)
     finally:
-        restore(repo, before)
-        for p in variant_outputs(name):
-            target = repo / p
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
+        reset_workspace(repo, before, name)
 
 
 def rank_variants(runs: list[dict[str, Any]], rule: Any,

@@ -69,10 +69,10 @@ def without_host_gates(results: dict[str, Any]) -> dict[str, Any]:
 
 
 def _hash_files(h: Any, files: Iterable[Path], root: Path) -> None:
+    from fteforge.models.base import sha256_file
+
     for f in sorted(files):
-        h.update(f.relative_to(root).as_posix().encode() + b"\0")
-        with f.open("rb") as fh:
-            h.update(hashlib.file_digest(fh, "sha256").digest())
+        h.update(f"{f.relative_to(root).as_posix()}\0{sha256_file(f)}\0".encode())
 
 
 def folder_fingerprint(folder: Path) -> str:
