@@ -83,9 +83,11 @@ def _refusal(tool: str | None, code: str, message: str) -> dict[str, Any]:
 class ChatSession:
     """A conversation with the agent over one Task API database file.
 
-    `generate(prompt) -> completion` produces one assistant turn; by default it is greedy
-    `generate_one` on `model`, its tool calls schema-constrained unless `constrain_tool_calls` is
-    False (fteforge.toolgrammar). Tests pass a scripted function to exercise the tool path.
+    `generate(prompt) -> completion` produces one assistant turn; by default it is greedy decoding of
+    `model`, its tool calls schema-constrained unless `constrain_tool_calls` is False
+    (fteforge.toolgrammar): the stream decoder where the model is Llama-shaped on CPU (it keeps the
+    conversation's KV cache between turns, so a turn feeds only its new messages), else `generate_one`.
+    Tests pass a scripted function to exercise the tool path.
     """
 
     def __init__(self, tokenizer: Any, specs: SpecSet, db_path: str | Path, *, today: dt.date | str,
@@ -96,10 +98,14 @@ class ChatSession:
             if model is None:
                 raise ValueError("ChatSession needs a model or a generate function")
             from fteforge.evaluation.generation import generate_one, tool_call_constraint
+            from fteforge.evaluation.stream import stream_decoder
 
             constraint = tool_call_constraint(model, tokenizer, specs.tools) if constrain_tool_calls else None
+            stream = stream_decoder(model, tokenizer, constraint)
 
             def generate(prompt: str) -> str:
+                if stream is not None:
+                    return stream([prompt], max_new_tokens)[0]
                 return generate_one(model, tokenizer, prompt, max_new_tokens, constraint=constraint)
 
         self.tokenizer, self.specs, self.generate = tokenizer, specs, generate

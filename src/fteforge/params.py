@@ -270,6 +270,9 @@ class LatencyParams(SpecModel):
     runs: int = Field(default=30, ge=30, description="timed single-turn runs at batch 1 (the gate asks for 30+)")
     warmup: int = Field(default=2, ge=1, description="untimed runs first (allocator, caches)")
     max_new_tokens: int = Field(default=24, gt=0, description="most new tokens per timed turn")
+    decoder: Literal["auto", "generate"] = Field(
+        default="auto", description="auto: the batch-1 stream decoder where the model is Llama-shaped on CPU "
+        "(evaluation/stream.py), else transformers' generate; generate: always generate")
 
 
 class EvaluateParams(SpecModel):

@@ -367,31 +367,46 @@ def _percentile(xs: Sequence[float], q: float) -> float:
 
 
 def measure_latency(generator: Any, tokenizer: Any, specs: SpecSet, runs: int, warmup: int,
-                    max_new_tokens: int) -> dict[str, Any]:
+                    max_new_tokens: int, reference: Any = None) -> dict[str, Any]:
     """Wall time of one assistant turn at batch 1, `runs` timed runs after `warmup` untimed ones.
 
-    `generator` is a PrefixCachedGenerator: the system prompt's KV cache is computed once (as a chat
-    server keeps it), so each run times the user turn's prefill, the decode and the decode to text.
+    `generator` is a StreamDecoder or a PrefixCachedGenerator; either keeps the system prompt's KV
+    cache (as a chat server does), so each run times the user turn's prefill, the decode and the decode
+    to text. `reference` (the suites' batched generator), when given, decodes each latency prompt once
+    more after the timing: `latency.same_text` is the share of prompts whose timed completion it matches.
     """
     msgs = [conversation(specs.agentic, u) for u in LATENCY_PROMPTS]
     prompts = [render(tokenizer, m, specs.tools, DEFAULT_TODAY, add_generation_prompt=True) for m in msgs]
     times, tokens = [], []
+    texts: dict[int, str] = {}
     for i in range(warmup + runs):
-        p = prompts[i % len(prompts)]
+        p = i % len(prompts)
         start = time.perf_counter()
-        generator([p], max_new_tokens, prefix_from=prompts)
+        out = generator([prompts[p]], max_new_tokens, prefix_from=prompts)
         elapsed = time.perf_counter() - start
         if i >= warmup:
             times.append(elapsed * 1000)
             tokens.append(generator.last_new_tokens[0])
+            texts.setdefault(p, out[0])
     total_tokens = sum(tokens)
-    return {
+    metrics = {
         "latency.p50_ms": _percentile(times, 0.5), "latency.p95_ms": _percentile(times, 0.95),
         "latency.mean_ms": statistics.fmean(times), "latency.runs": runs, "latency.warmup": warmup,
         "latency.max_new_tokens": max_new_tokens, "latency.mean_new_tokens": total_tokens / len(tokens),
         "latency.ms_per_token": sum(times) / total_tokens if total_tokens else None,
         "latency.system_prompt_cached": True,
+        "latency.decoder": "stream" if type(generator).__name__ == "StreamDecoder" else "generate",
     }
+    if reference is not None:
+        same = [reference([prompts[p]], max_new_tokens, prefix_from=prompts)[0] == text for p, text in texts.items()]
+        metrics["latency.same_text"] = sum(same) / len(same)
+    return metrics
+
+
+def _fresh(generator: Any) -> Any:
+    """A PrefixCachedGenerator like `generator` with no cache yet: the suites' caches were built in other
+    pieces (a prefix extended from a shorter one), which rounds differently from one prefill."""
+    return type(generator)(generator.model, generator.tokenizer, generator.batch_size, generator.constraint)
 
 
 def peak_rss_gb() -> float:
@@ -459,10 +474,14 @@ def evaluate_model(model_dir: Path | str, cases: Sequence[EvalCase], specs: Spec
     timings = {"load_s": loaded.load_s, "suites_s": time.perf_counter() - start}
     metrics = suite_metrics(records, [t.name for t in specs.persona.traits])
     if latency:
+        from fteforge.evaluation.stream import stream_decoder
+
         progress(f"latency: {params.latency.runs} runs at batch 1")
         start = time.perf_counter()
-        metrics.update(measure_latency(generator, loaded.tokenizer, specs, params.latency.runs,
-                                       params.latency.warmup, params.latency.max_new_tokens))
+        single = stream_decoder(loaded.model, loaded.tokenizer, constraint) if params.latency.decoder == "auto" else None
+        metrics.update(measure_latency(single or generator, loaded.tokenizer, specs, params.latency.runs,
+                                       params.latency.warmup, params.latency.max_new_tokens,
+                                       reference=_fresh(generator) if single else None))
         timings["latency_s"] = time.perf_counter() - start
     metrics["memory.peak_rss_gb"] = peak_rss_gb()
     system = device_info(device) | {"tool_calls": TOOL_CALLS_CONSTRAINED if constraint else TOOL_CALLS_FREE,

@@ -26,6 +26,7 @@ way their evaluation did (EVALUATION_RESULTS.json `system.serving`).
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 SERVING_PRECISIONS = ("fp32", "bf16", "int8_weights")
@@ -51,6 +52,7 @@ def serving_in(results: dict[str, Any]) -> str:
     return serving if serving in SERVING_PRECISIONS else DEFAULT_SERVING
 
 
+@cache  # one class per process: isinstance checks hold across models
 def _int8_linear_class():
     import torch
 
