@@ -120,3 +120,20 @@ def test_unsupported_models_fall_back_to_generate(tiny_llama_dir, tmp_path):
     assert "merge adapters" in unsupported_reason(lora)
     with pytest.raises(ValueError, match="does not support"):
         StreamDecoder(lora, loaded.tokenizer)
+
+
+def test_chat_feeds_only_the_new_messages(tiny_llama_dir, specs, tmp_path):
+    from fteforge.chat import ChatSession
+
+    loaded = load_model(tiny_llama_dir)
+    model, tok = serve_as(loaded.model, "int8_weights"), loaded.tokenizer
+    session = ChatSession(tok, specs, tmp_path / "tasks.db", today="2026-11-23", model=model, max_new_tokens=8)
+    assert isinstance(session.stream, StreamDecoder)
+    session.send("Hi there!")
+    earlier = len(session.stream._tokens)
+    fed: list[int] = []
+    forward = session.stream._forward
+    session.stream._forward = lambda ids: (fed.append(len(ids)), forward(ids))[1]
+    session.send("What can you do?")
+    # the second turn's prompt holds the whole first exchange; only the messages after it are fed
+    assert earlier > 100 and 0 < fed[0] < earlier // 2

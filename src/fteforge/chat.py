@@ -90,6 +90,8 @@ class ChatSession:
     Tests pass a scripted function to exercise the tool path.
     """
 
+    stream: Any = None  # the StreamDecoder when it decodes this session's model
+
     def __init__(self, tokenizer: Any, specs: SpecSet, db_path: str | Path, *, today: dt.date | str,
                  model: Any = None, generate: Callable[[str], str] | None = None,
                  max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, max_context: int = DEFAULT_MAX_CONTEXT,
@@ -102,6 +104,7 @@ class ChatSession:
 
             constraint = tool_call_constraint(model, tokenizer, specs.tools) if constrain_tool_calls else None
             stream = stream_decoder(model, tokenizer, constraint)
+            self.stream = stream  # None where the model needs generate; its cache keeps the conversation
 
             def generate(prompt: str) -> str:
                 if stream is not None:
