@@ -87,7 +87,8 @@ def main() -> None:
     for name, decoder in (("generate", batched), ("stream", StreamDecoder(model, tok, constraint)),
                           ("generate_again", batched)):
         out = measure_latency(decoder, tok, specs, lat.runs, lat.warmup, lat.max_new_tokens,
-                              reference=batched if name == "stream" else None)
+                              reference=PrefixCachedGenerator(model, tok, params.batch_size, constraint)
+                              if name == "stream" else None)
         latency[name] = {k.removeprefix("latency."): round(v, 2) if isinstance(v, float) else v for k, v in out.items()}
         print(name, latency[name]["p50_ms"], latency[name]["p95_ms"], flush=True)
     chat_generate, turns_generate = _chat(model, tok, specs, False, 96)

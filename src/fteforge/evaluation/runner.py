@@ -395,7 +395,7 @@ def measure_latency(generator: Any, tokenizer: Any, specs: SpecSet, runs: int, w
         "latency.max_new_tokens": max_new_tokens, "latency.mean_new_tokens": total_tokens / len(tokens),
         "latency.ms_per_token": sum(times) / total_tokens if total_tokens else None,
         "latency.system_prompt_cached": True,
-        "latency.decoder": "stream" if type(generator).__name__ == "StreamDecoder" else "generate",
+        "latency.decoder": generator.name,
     }
     if reference is not None:
         same = [reference([prompts[p]], max_new_tokens, prefix_from=prompts)[0] == text for p, text in texts.items()]

@@ -162,6 +162,8 @@ class PrefixCachedGenerator:
     logits processor per generate call (toolgrammar.constraint_factory).
     """
 
+    name = "generate"  # recorded as `latency.decoder`
+
     def __init__(self, model: Any, tokenizer: Any, batch_size: int = 16, constraint: Constraint = None,
                  min_group: int = 4, max_cached: int = 32):
         if batch_size < 1:

@@ -4,8 +4,8 @@ Why a second decode path: at batch 1 on a 2-core CPU a decode step of SmolLM2-13
 weights spends ~9 ms in the int8 matmuls, ~3.5 ms in the vocabulary projection and ~2 ms in attention,
 yet took ~26 ms through transformers' modules: the rest is some ninety small ops per layer wrapped in
 module calls, cache objects and mask building. Called directly, with q/k/v and gate/up each one int8
-call, the latency gate's turn (24 new tokens after the user turn's prefill) went from p95 653 to 536 ms
-on v6_ties, and a chat turn from 1.8-3.2 s to 1.0-1.8 s (`python bench/stream_decoding.py`). The
+call, the latency gate's turn (24 new tokens after the user turn's prefill) went from p95 661 to 547 ms
+on v6_ties, and a chat turn from 1.8-3.1 s to 1.0-1.8 s (`python bench/stream_decoding.py`). The
 batched suites keep `generate` (shared_prefix.py): with 32 rows per step that overhead is spread thin.
 
 It is transformers' forward, not an approximation of it: the same modules' weights through the same
@@ -43,7 +43,7 @@ from fteforge.models.attention import NAME as GQA_SDPA
 # attention implementations whose math is SDPA over the grouped heads, the kernel this module calls
 _SDPA_ATTENTION = ("sdpa", GQA_SDPA, _ATTENTION)
 _STATIC_ROPE = ("default", "linear", "llama3")
-_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+_PROJECTIONS = {"self_attn": ("q_proj", "k_proj", "v_proj", "o_proj"), "mlp": ("gate_proj", "up_proj", "down_proj")}
 MIN_CAPACITY = 512
 
 
@@ -71,10 +71,11 @@ def unsupported_reason(model: Any) -> str | None:
         if not isinstance(layer.input_layernorm, LlamaRMSNorm) or not isinstance(layer.post_attention_layernorm,
                                                                                  LlamaRMSNorm):
             return "a norm other than LlamaRMSNorm"
-        for name in _PROJECTIONS:
-            owner = layer.self_attn if name.endswith(("q_proj", "k_proj", "v_proj", "o_proj")) else layer.mlp
-            if type(getattr(owner, name)) not in linear_types:
-                return f"{name} is a {type(getattr(owner, name)).__name__} (merge adapters before decoding)"
+        for owner, names in _PROJECTIONS.items():
+            for name in names:
+                kind = type(getattr(getattr(layer, owner), name))
+                if kind not in linear_types:
+                    return f"{name} is a {kind.__name__} (merge adapters before decoding)"
     return None
 
 
@@ -90,6 +91,8 @@ class StreamDecoder:
     chat take either.
     """
 
+    name = "stream"  # recorded as `latency.decoder`
+
     def __init__(self, model: Any, tokenizer: Any, constraint: Constraint = None, capacity: int = MIN_CAPACITY):
         reason = unsupported_reason(model)
         if reason is not None:
@@ -104,10 +107,10 @@ class StreamDecoder:
         self.attn_dtype = attention_dtype(model) or self.dtype
         attn = self.decoder.layers[0].self_attn
         self.scaling = attn.scaling
-        self._layers = [(layer.input_layernorm, layer.self_attn.q_proj.forward, layer.self_attn.k_proj.forward,
-                         layer.self_attn.v_proj.forward, layer.self_attn.o_proj.forward,
-                         layer.post_attention_layernorm, layer.mlp.gate_proj.forward, layer.mlp.up_proj.forward,
-                         layer.mlp.down_proj.forward) for layer in self.decoder.layers]
+        self._norms = [(layer.input_layernorm, layer.post_attention_layernorm) for layer in self.decoder.layers]
+        self._projections = [tuple(getattr(getattr(layer, owner), name).forward
+                                   for owner, names in _PROJECTIONS.items() for name in names)
+                             for layer in self.decoder.layers]
         self._int8_rows = self._fused_int8()
         self._tokens: list[int] = []  # what the cache holds, position by position
         self._alloc(capacity)
@@ -138,7 +141,7 @@ class StreamDecoder:
     # -- the cache --------------------------------------------------------------------------------------
 
     def _alloc(self, capacity: int) -> None:
-        shape = (len(self._layers), self.kv_heads, capacity, self.head_dim)
+        shape = (len(self._norms), self.kv_heads, capacity, self.head_dim)
         keys, values = torch.zeros(shape, dtype=self.attn_dtype), torch.zeros(shape, dtype=self.attn_dtype)
         if getattr(self, "keys", None) is not None and self._tokens:
             n = len(self._tokens)
@@ -185,7 +188,8 @@ class StreamDecoder:
             logits = self._step_int8(x, cos, sin, start)
             self._tokens += ids
             return logits
-        for i, (norm1, q_proj, k_proj, v_proj, o_proj, norm2, gate, up, down) in enumerate(self._layers):
+        for i, ((norm1, norm2), (q_proj, k_proj, v_proj, o_proj, gate, up, down)) in enumerate(
+                zip(self._norms, self._projections, strict=True)):
             hidden = self._norm(norm1, x)
             q = self._rotate(q_proj(hidden).view(count, h, d).transpose(0, 1), cos, sin)
             k = self._rotate(k_proj(hidden).view(count, kvh, d).transpose(0, 1), cos, sin)
@@ -209,8 +213,8 @@ class StreamDecoder:
         h, kvh, d = self.heads, self.kv_heads, self.head_dim
         q_end, k_end = h * d, (h + kvh) * d
         end = start + 1
-        for i, ((norm1, *_, norm2, _g, _u, _d), (qkv, qkv_s, o, o_s, gate_up, gate_up_s, down, down_s)) in enumerate(
-                zip(self._layers, self._int8_rows, strict=True)):
+        for i, ((norm1, norm2), (qkv, qkv_s, o, o_s, gate_up, gate_up_s, down, down_s)) in enumerate(
+                zip(self._norms, self._int8_rows, strict=True)):
             states = mm(self._norm(norm1, x), qkv, qkv_s)
             q = self._rotate(states[:, :q_end].view(1, h, d).transpose(0, 1), cos, sin)
             self.keys[i, :, start] = self._rotate(states[:, q_end:k_end].view(1, kvh, d).transpose(0, 1), cos, sin)[:, 0]
