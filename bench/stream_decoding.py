@@ -5,9 +5,12 @@ constrained as in the evaluation:
 
 * the latency gate's protocol (`measure_latency`, `evaluate.latency` runs, system prompt cached) with
   each decoder, and whether the stream decoder's timed completions equal the batched generator's;
-* a chat of `--turns` user messages (`fteforge chat`'s agent loop, a scratch Task API file): wall time
-  per turn with `generate_one` (every turn prefills the whole conversation) and with the stream decoder
-  (the conversation's cache kept between turns), and whether both sessions wrote the same transcript.
+* the same with speculative steps: the stream decoder guessing `evaluate.latency.draft_tokens` tokens
+  a step from the `build_draft` table (data/draft/ngrams.json), and new tokens per model call;
+* a chat of four user messages (`fteforge chat`'s agent loop, a scratch Task API file): wall time
+  per turn with `generate_one` (every turn prefills the whole conversation), with the stream decoder
+  (the conversation's cache kept between turns) and with its guesses, and whether the sessions wrote
+  the same transcript.
 
     .venv/bin/python bench/stream_decoding.py [--model data/merges/v6_ties] [--out bench/results/stream_decoding.json]
 """
@@ -35,14 +38,15 @@ CHAT = (
 )
 
 
-def _chat(model, tok, specs, stream: bool, max_new_tokens: int) -> tuple[list[float], list[dict]]:
+def _chat(model, tok, specs, stream: bool, max_new_tokens: int, draft=None,
+          draft_tokens: int = 0) -> tuple[list[float], list[dict]]:
     from fteforge.chat import ChatSession
     from fteforge.evaluation.generation import generate_one, tool_call_constraint
     from fteforge.evaluation.stream import StreamDecoder
 
     constraint = tool_call_constraint(model, tok, specs.tools)
     if stream:
-        decoder = StreamDecoder(model, tok, constraint)
+        decoder = StreamDecoder(model, tok, constraint, draft=draft, draft_tokens=draft_tokens)
 
         def generate(prompt: str) -> str:
             return decoder([prompt], max_new_tokens)[0]
@@ -62,6 +66,7 @@ def _chat(model, tok, specs, stream: bool, max_new_tokens: int) -> tuple[list[fl
 
 
 def main() -> None:
+    from fteforge.evaluation.draft import NgramDraft
     from fteforge.evaluation.generation import tool_call_constraint
     from fteforge.evaluation.runner import load_model, measure_latency
     from fteforge.evaluation.serving import resolve_serving, serve_as
@@ -73,6 +78,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="data/merges/v6_ties")
     ap.add_argument("--out", default="bench/results/stream_decoding.json")
+    ap.add_argument("--draft", default="data/draft/ngrams.json", help="the build_draft stage's table")
     args = ap.parse_args()
     params = load_params("evaluate", EvaluateParams, ROOT / "params.yaml")
     torch.set_num_threads(params.threads)
@@ -82,24 +88,29 @@ def main() -> None:
     model, tok = serve_as(loaded.model, serving), loaded.tokenizer
     constraint = tool_call_constraint(model, tok, specs.tools)
     lat = params.latency
+    draft = NgramDraft.load(ROOT / args.draft, tok)
     batched = PrefixCachedGenerator(model, tok, params.batch_size, constraint)
     latency = {}
     for name, decoder in (("generate", batched), ("stream", StreamDecoder(model, tok, constraint)),
+                          ("stream_draft", StreamDecoder(model, tok, constraint, draft=draft,
+                                                         draft_tokens=lat.draft_tokens)),
                           ("generate_again", batched)):
         out = measure_latency(decoder, tok, specs, lat.runs, lat.warmup, lat.max_new_tokens,
                               reference=PrefixCachedGenerator(model, tok, params.batch_size, constraint)
-                              if name == "stream" else None)
+                              if name.startswith("stream") else None)
         latency[name] = {k.removeprefix("latency."): round(v, 2) if isinstance(v, float) else v for k, v in out.items()}
         print(name, latency[name]["p50_ms"], latency[name]["p95_ms"], flush=True)
     chat_generate, turns_generate = _chat(model, tok, specs, False, 96)
     chat_stream, turns_stream = _chat(model, tok, specs, True, 96)
+    chat_draft, turns_draft = _chat(model, tok, specs, True, 96, draft, lat.draft_tokens)
     report = {
         "command": "python bench/stream_decoding.py",
         "model": args.model, "serving": serving, "threads": params.threads,
         "processor": platform.processor() or platform.machine(), "torch": torch.__version__,
-        "latency_gate_ms": 500, "latency": latency,
-        "chat_turn_ms": {"generate_one": chat_generate, "stream": chat_stream},
+        "latency_gate_ms": 500, "draft": args.draft, "draft_tokens": lat.draft_tokens, "latency": latency,
+        "chat_turn_ms": {"generate_one": chat_generate, "stream": chat_stream, "stream_draft": chat_draft},
         "chat_same_transcript": turns_generate == turns_stream,
+        "chat_draft_same_transcript_as_stream": turns_draft == turns_stream,
         "chat_transcript": turns_stream,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -45,7 +45,7 @@ def main() -> None:
             merge_info=json.loads(paths.merge_metrics(candidate).read_text()),
             results_file=paths.evaluation_results(paths.merge_model_id(candidate)), base_dir=paths.BASE_DIR,
             base_fingerprint=fingerprint, adapters_root=paths.ADAPTERS_DIR, release_path=unified.as_posix(),
-            progress=step))
+            draft_table=paths.DRAFT_TABLE if paths.DRAFT_TABLE.is_file() else None, progress=step))
         step(f"{unified}: {outcome}")
         persona_outcome = build_release(persona, lambda work: fill_persona_release(
             work, specs=specs, params=params, adapter_dir=paths.adapter_dir(persona_adapter),

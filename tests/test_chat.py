@@ -310,3 +310,29 @@ def test_cli_errors(tiny_llama_dir, tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         cli_main(["chat", str(tiny_llama_dir), "--today", "23/11/2026"])
     assert exc.value.code == 2 and "is not a date as YYYY-MM-DD" in capsys.readouterr().err
+
+
+def test_cli_guesses_from_the_release_table_and_refuses_a_foreign_one(tiny_llama_dir, tmp_path, capsys):
+    from transformers import AutoTokenizer
+
+    from fteforge.chat import resolve_draft
+    from fteforge.evaluation.draft import RELEASE_FILE, NgramDraft, vocab_digest
+
+    release = tmp_path / "release"
+    shutil.copytree(tiny_llama_dir, release)
+    tok = AutoTokenizer.from_pretrained(release)
+    NgramDraft.build([[1, 2, 3, 4]], 2, vocab_digest(tok)).save(release / RELEASE_FILE)
+    assert resolve_draft(release, None, tok).next == {(1,): 2, (2,): 3, (1, 2): 3, (3,): 4, (2, 3): 4}
+    assert resolve_draft(release, "none", tok) is None and resolve_draft(tiny_llama_dir, None, tok) is None
+    args = ["--once", "hello", "--json", "--max-new-tokens", "4", "--serving", "int8_weights", *FAST]
+    assert cli_main(["chat", str(release), "--db", str(tmp_path / "a.db"), *args]) == 0, capsys.readouterr().err
+    guessed = json.loads(capsys.readouterr().out)
+    assert cli_main(["chat", str(release), "--db", str(tmp_path / "b.db"), "--draft", "none", *args]) == 0
+    assert json.loads(capsys.readouterr().out) | {"db": None} == guessed | {"db": None}  # same text either way
+
+    foreign = tmp_path / "foreign.json"
+    NgramDraft.build([[1, 2]], 2, "another vocabulary").save(foreign)
+    assert cli_main(["chat", str(release), "--draft", str(foreign), "--db", str(tmp_path / "c.db"), *args]) == 2
+    assert "foreign.json: the draft table was built for another tokenizer" in capsys.readouterr().err
+    assert cli_main(["chat", str(release), "--draft", str(tmp_path / "nope.json"), *args]) == 2
+    assert "--draft" in capsys.readouterr().err

@@ -35,6 +35,7 @@ def test_dvc_outs_match_paths_module() -> None:
     assert "data/adapters/${key}" in outs and str(paths.adapter_dir("${key}")) == "data/adapters/${key}"
     assert {str(paths.PERSONA_STATS), str(paths.AGENTIC_STATS), str(paths.EVAL_SUITE_STATS)} <= metrics
     assert str(paths.train_metrics("${key}")) in metrics
+    assert str(paths.DRAFT_TABLE) in outs and str(paths.DRAFT_STATS) in metrics
     assert {str(paths.ANALYSIS_DIR), str(paths.merge_dir("${key}"))} <= outs
     assert {str(paths.ANALYSIS_METRICS), str(paths.merge_metrics("${key}")), str(paths.merge_run_stats("${key}"))} <= metrics
     assert str(paths.STRATEGY_DECISION).startswith(str(paths.ANALYSIS_DIR))
@@ -204,7 +205,7 @@ def test_dvc_repro_end_to_end(scratch_repo: Path, smollm2_base: Path, tmp_path: 
     spec.write_text(spec.read_text().replace("target_count: 25", "target_count: 26", 1))
     evaluations = {s for s in stages if s.startswith("evaluate_")}
     assert _would_run(scratch_repo) == {"build_persona_dataset", "build_eval_suites", "train_adapter@task_api_persona",
-                                        *evaluations, "package_release"}
+                                        "build_draft", *evaluations, "package_release"}
     spec.write_text(spec.read_text().replace("target_count: 26", "target_count: 25", 1))
 
     # one adapter's training knob: that adapter only (and the comparison table, which lists the params)

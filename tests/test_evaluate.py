@@ -18,6 +18,7 @@ import yaml
 from fteforge import paths
 from fteforge.cli import main as cli_main
 from fteforge.data.records import EvalCase, write_jsonl
+from fteforge.errors import FteforgeError
 from fteforge.evaluation.report import (
     build_comparison,
     build_results,
@@ -393,6 +394,15 @@ def test_stages_write_their_declared_outputs(tmp_path, monkeypatch, tiny_llama_d
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     monkeypatch.chdir(tmp_path)
 
+    # the latency turn guesses tokens from the build_draft table: without it, a clear error
+    with pytest.raises(FteforgeError, match=r"data/draft/ngrams\.json: not found - run `dvc repro build_draft`"):
+        _run_stage("evaluate_base")
+    from transformers import AutoTokenizer
+
+    from fteforge.evaluation.draft import NgramDraft, vocab_digest
+
+    NgramDraft.build([[1, 2, 3, 4]], 2, vocab_digest(AutoTokenizer.from_pretrained(tiny_llama_dir))).save(
+        paths.DRAFT_TABLE)
     _run_stage("evaluate_base")
     for a in SPECS.adapters:
         _run_stage("evaluate_adapter", a)

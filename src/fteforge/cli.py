@@ -135,7 +135,13 @@ def cmd_chat(args: argparse.Namespace) -> int:
         quiet_libraries()
         from rich.console import Console
 
-        from fteforge.chat import ChatSession, resolve_serving, resolve_specs_dir, resolve_tool_calls
+        from fteforge.chat import (
+            ChatSession,
+            resolve_draft,
+            resolve_serving,
+            resolve_specs_dir,
+            resolve_tool_calls,
+        )
         from fteforge.evaluation.runner import load_model, model_kind
         from fteforge.evaluation.serving import serve_as
         from fteforge.specs import load_spec_set
@@ -149,6 +155,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
         specs = load_spec_set(resolve_specs_dir(model_dir, args.specs))
         if args.max_new_tokens < 1 or args.max_context < 1:
             raise FteforgeError("--max-new-tokens and --max-context must be at least 1")
+        if args.draft_tokens < 0:
+            raise FteforgeError("--draft-tokens must be 0 or more")
         import torch
 
         if args.threads:
@@ -167,9 +175,10 @@ def cmd_chat(args: argparse.Namespace) -> int:
             raise FteforgeError(f"--serving {serving}: {err}") from None
         out = Console(highlight=False, soft_wrap=True)
         constrain = resolve_tool_calls(model_dir, args.tool_calls)
+        draft = resolve_draft(model_dir, args.draft, loaded.tokenizer)
         with ChatSession(loaded.tokenizer, specs, args.db, today=today, model=loaded.model,
                          max_new_tokens=args.max_new_tokens, max_context=args.max_context,
-                         constrain_tool_calls=constrain) as session:
+                         constrain_tool_calls=constrain, draft=draft, draft_tokens=args.draft_tokens) as session:
             if args.once is not None:
                 exchange = session.send(args.once)
                 if args.json:
@@ -265,6 +274,7 @@ def cmd_merge_search(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from fteforge.evaluation.draft import DEFAULT_DRAFT_TOKENS
     parser = argparse.ArgumentParser(prog="fteforge", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -324,6 +334,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="prompt token budget; the oldest exchanges are dropped beyond it (default: 1536)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads, 0 = torch's default (default: 2)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--draft", metavar="FILE", help="n-gram table to guess tokens from (default: MODEL_DIR/"
+                   "draft_ngrams.json if the release ships one; none: no guessing); the text is the same, "
+                   "only the number of forward passes changes")
+    p.add_argument("--draft-tokens", type=int, default=DEFAULT_DRAFT_TOKENS,
+                   help=f"tokens guessed per step (default: {DEFAULT_DRAFT_TOKENS})")
     p.set_defaults(func=cmd_chat)
     return parser
 

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from fteforge.errors import ParamsError
+from fteforge.evaluation.draft import DEFAULT_DRAFT_TOKENS
 from fteforge.specs.base import SpecModel, field_names, format_validation_error, read_yaml
 
 
@@ -273,6 +274,23 @@ class LatencyParams(SpecModel):
     decoder: Literal["auto", "generate"] = Field(
         default="auto", description="auto: the batch-1 stream decoder where the model is Llama-shaped on CPU "
         "(evaluation/stream.py), else transformers' generate; generate: always generate")
+    draft_tokens: int = Field(
+        default=DEFAULT_DRAFT_TOKENS, ge=0, le=16, description="tokens the stream decoder guesses per step from the `build_draft` "
+        "table and checks in one forward pass (the text stays the model's greedy text); 0: one token a step")
+
+
+class DraftParams(SpecModel):
+    """`draft:` - build_draft: the n-gram table the stream decoder guesses tokens from."""
+
+    max_order: int = Field(default=4, ge=1, le=8, description="longest context, in tokens, the table keys a guess on")
+    min_order: int = Field(default=1, ge=1, le=8, description="shortest known context a guess needs; shorter "
+                           "ones guess wrong more often than a checked row is worth")
+
+    @model_validator(mode="after")
+    def _orders(self) -> DraftParams:
+        if self.min_order > self.max_order:
+            raise ValueError(f"min_order {self.min_order} is above max_order {self.max_order}")
+        return self
 
 
 class EvaluateParams(SpecModel):

@@ -32,6 +32,8 @@ EVAL_SUITES = {kind: EVAL_DIR / f"{kind}.jsonl" for kind in ("persona", "agentic
 EVAL_SUITE_STATS = DATA / "metrics" / "eval_suites.json"
 
 DATASET_FILES = {"persona": PERSONA_TRAIN, "agentic": AGENTIC_TRAIN}
+DRAFT_TABLE = DATA / "draft" / "ngrams.json"
+DRAFT_STATS = DATA / "metrics" / "draft.json"
 ADAPTERS_DIR = DATA / "adapters"
 CHECKPOINTS = Path(".cache") / "checkpoints"
 

@@ -76,8 +76,16 @@ def evaluate_stage(model_id: str, role: str, model_dir: Path, specs: SpecSet, pa
         merge_info = json.loads(merge_metrics.read_text())
 
     cases, suites = load_suites(paths.EVAL_SUITES, params.max_cases)
+    draft = None
+    if params.latency.draft_tokens and params.latency.decoder == "auto":
+        from fteforge.evaluation.draft import NgramDraft
+
+        if not paths.DRAFT_TABLE.is_file():
+            raise FteforgeError(f"{paths.DRAFT_TABLE}: not found - run `dvc repro build_draft` first, or set "
+                                "evaluate.latency.draft_tokens: 0 in params.yaml")
+        draft = NgramDraft.load(paths.DRAFT_TABLE)
     ev = evaluate_model(model_dir, cases, specs, params, base_dir=None if role == "base" else paths.BASE_DIR,
-                        progress=progress)
+                        draft=draft, progress=progress)
     ab = None
     if base_results is not None:
         ab = win_rate(persona_case_scores(ev.records), case_scores(base_results),

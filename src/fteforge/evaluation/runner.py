@@ -372,12 +372,14 @@ def measure_latency(generator: Any, tokenizer: Any, specs: SpecSet, runs: int, w
 
     `generator` is a StreamDecoder or a PrefixCachedGenerator; either keeps the system prompt's KV
     cache (as a chat server does), so each run times the user turn's prefill, the decode and the decode
-    to text. `reference` (the suites' batched generator), when given, decodes each latency prompt once
-    more after the timing: `latency.same_text` is the share of prompts whose timed completion it matches.
+    to text. `reference` (a PrefixCachedGenerator of the same model with a cache of its own), when given,
+    decodes each latency prompt once more after the timing: `latency.same_text` is the share of prompts
+    whose timed completion it matches. A stream decoder that guesses tokens (`draft_tokens`) records how
+    many new tokens each model call produced (`latency.tokens_per_forward`, 1.0 without guesses).
     """
     msgs = [conversation(specs.agentic, u) for u in LATENCY_PROMPTS]
     prompts = [render(tokenizer, m, specs.tools, DEFAULT_TODAY, add_generation_prompt=True) for m in msgs]
-    times, tokens = [], []
+    times, tokens, forwards = [], [], []
     texts: dict[int, str] = {}
     for i in range(warmup + runs):
         p = i % len(prompts)
@@ -387,6 +389,7 @@ def measure_latency(generator: Any, tokenizer: Any, specs: SpecSet, runs: int, w
         if i >= warmup:
             times.append(elapsed * 1000)
             tokens.append(generator.last_new_tokens[0])
+            forwards += getattr(generator, "last_forwards", [])
             texts.setdefault(p, out[0])
     total_tokens = sum(tokens)
     metrics = {
@@ -396,7 +399,10 @@ def measure_latency(generator: Any, tokenizer: Any, specs: SpecSet, runs: int, w
         "latency.ms_per_token": sum(times) / total_tokens if total_tokens else None,
         "latency.system_prompt_cached": True,
         "latency.decoder": generator.name,
+        "latency.draft_tokens": generator.draft_tokens if getattr(generator, "speculative", False) else 0,
     }
+    if forwards:
+        metrics["latency.tokens_per_forward"] = total_tokens / sum(forwards)
     if reference is not None:
         same = [reference([prompts[p]], max_new_tokens, prefix_from=prompts)[0] == text for p, text in texts.items()]
         metrics["latency.same_text"] = sum(same) / len(same)
@@ -440,14 +446,15 @@ class ModelEvaluation:
 
 def evaluate_model(model_dir: Path | str, cases: Sequence[EvalCase], specs: SpecSet, params: Any, *,
                    base_dir: Path | str | None = None, latency: bool = True,
-                   prepare: Callable[[Any], Any] | None = None,
+                   prepare: Callable[[Any], Any] | None = None, draft: Any = None,
                    progress: Callable[[str], None] = lambda _: None) -> ModelEvaluation:
     """Load `model_dir`, run `cases` through the loop and the scorers, time a turn, read peak memory.
 
     `params` is a params.EvaluateParams. Torch threads are fixed first, so runs are comparable. The
     model is served in `params.serving` (fteforge.evaluation.serving), recorded in `system.serving`;
     `prepare` then turns it into the one to evaluate (bench/serving_precision.py compares precisions
-    that way, from fp32).
+    that way, from fp32). `draft` (an evaluation.draft.NgramDraft) lets the latency turn's stream
+    decoder check `params.latency.draft_tokens` guessed tokens per step.
     """
     import torch
 
@@ -478,7 +485,10 @@ def evaluate_model(model_dir: Path | str, cases: Sequence[EvalCase], specs: Spec
 
         progress(f"latency: {params.latency.runs} runs at batch 1")
         start = time.perf_counter()
-        single = stream_decoder(loaded.model, loaded.tokenizer, constraint) if params.latency.decoder == "auto" else None
+        if draft is not None:
+            draft.require_vocab(loaded.tokenizer)
+        single = stream_decoder(loaded.model, loaded.tokenizer, constraint, draft, params.latency.draft_tokens) \
+            if params.latency.decoder == "auto" else None
         metrics.update(measure_latency(single or generator, loaded.tokenizer, specs, params.latency.runs,
                                        params.latency.warmup, params.latency.max_new_tokens,
                                        reference=_fresh(generator) if single else None))

@@ -24,6 +24,13 @@ the int8 kernel), where `generate_one` prefills the same text again (many rows, 
 matmul). Same weights, different rounding, so a later turn may break a near-tie the other way (the
 bench's four-turn chat first differed in the reply after the first tool result).
 
+Speculative steps (`draft`, `draft_tokens`): a step feeds the last token and up to `draft_tokens`
+guessed ones (evaluation/draft.py) in one pass and keeps each guess the model's own greedy choice (after
+the tool-call constraint) agrees with, plus the model's token after the last one kept. On the int8 path
+every row is computed as a one-token step computes it (`_step_int8`), so the text is the same bytes
+with or without guesses; a step of four rows costs little more than one because the weights are read
+once. Elsewhere (fp32, bf16 weights) a many-row matmul rounds differently, so those decode one token a step.
+
 Other architectures (biases, other norms or activations, sliding windows, unmerged PEFT layers) get
 None from `stream_decoder` and the callers keep `generate`.
 """
@@ -35,6 +42,7 @@ from typing import Any
 
 import torch
 
+from fteforge.evaluation.draft import NgramDraft
 from fteforge.evaluation.generation import Constraint, _decode, _encode, processors, stop_token_ids
 from fteforge.evaluation.serving import _ATTENTION, _int8_linear_class, attention_dtype
 from fteforge.evaluation.shared_prefix import _lcp, common_prefix_len
@@ -79,9 +87,12 @@ def unsupported_reason(model: Any) -> str | None:
     return None
 
 
-def stream_decoder(model: Any, tokenizer: Any, constraint: Constraint = None) -> StreamDecoder | None:
+def stream_decoder(model: Any, tokenizer: Any, constraint: Constraint = None, draft: NgramDraft | None = None,
+                   draft_tokens: int = 0) -> StreamDecoder | None:
     """A StreamDecoder for `model`, or None where its architecture is not supported."""
-    return None if unsupported_reason(model) else StreamDecoder(model, tokenizer, constraint)
+    if unsupported_reason(model):
+        return None
+    return StreamDecoder(model, tokenizer, constraint, draft=draft, draft_tokens=draft_tokens)
 
 
 class StreamDecoder:
@@ -93,7 +104,8 @@ class StreamDecoder:
 
     name = "stream"  # recorded as `latency.decoder`
 
-    def __init__(self, model: Any, tokenizer: Any, constraint: Constraint = None, capacity: int = MIN_CAPACITY):
+    def __init__(self, model: Any, tokenizer: Any, constraint: Constraint = None, capacity: int = MIN_CAPACITY,
+                 draft: NgramDraft | None = None, draft_tokens: int = 0):
         reason = unsupported_reason(model)
         if reason is not None:
             raise ValueError(f"StreamDecoder does not support this model: {reason}")
@@ -112,9 +124,13 @@ class StreamDecoder:
                                    for owner, names in _PROJECTIONS.items() for name in names)
                              for layer in self.decoder.layers]
         self._int8_rows = self._fused_int8()
+        self.draft, self.draft_tokens = draft, draft_tokens
+        # guesses are checked only where a row computes as it would alone: the fused int8 path
+        self.speculative = draft is not None and draft_tokens > 0 and self._int8_rows is not None
         self._tokens: list[int] = []  # what the cache holds, position by position
         self._alloc(capacity)
         self.last_new_tokens: list[int] = []
+        self.last_forwards: list[int] = []  # model calls per prompt that produced its new tokens (prefill included)
 
     def _fused_int8(self) -> list[tuple[torch.Tensor, ...]] | None:
         """Per layer (qkv, qkv scales, o, o scales, gate+up, gate+up scales, down, down scales) as int8, or None.
@@ -208,25 +224,45 @@ class StreamDecoder:
         return self.model.lm_head(self._norm(self.decoder.norm, x)).float()
 
     def _step_int8(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, start: int) -> torch.Tensor:
-        """`_forward` of one token when every projection is int8: fused calls, no module in between."""
+        """`_forward` of `len(x)` tokens when every projection is int8: fused calls, no module in between;
+        the logits of every row.
+
+        Each row is computed exactly as if it were fed alone: the int8 kernel and the vocabulary head
+        compute a row the same whatever rows come with it (tests/test_stream.py checks the bytes), and
+        each row attends in its own SDPA call over the cache up to itself, the call a one-token step
+        makes (one masked call for all rows rounds differently, ~3e-7). That is what lets a speculative
+        step check guessed tokens without changing the text.
+        """
         mm = torch.ops.aten._weight_int8pack_mm
+        sdpa = torch.nn.functional.scaled_dot_product_attention
+        count = x.shape[0]
         h, kvh, d = self.heads, self.kv_heads, self.head_dim
         q_end, k_end = h * d, (h + kvh) * d
-        end = start + 1
+        end = start + count
         for i, ((norm1, norm2), (qkv, qkv_s, o, o_s, gate_up, gate_up_s, down, down_s)) in enumerate(
                 zip(self._norms, self._int8_rows, strict=True)):
             states = mm(self._norm(norm1, x), qkv, qkv_s)
-            q = self._rotate(states[:, :q_end].view(1, h, d).transpose(0, 1), cos, sin)
-            self.keys[i, :, start] = self._rotate(states[:, q_end:k_end].view(1, kvh, d).transpose(0, 1), cos, sin)[:, 0]
-            self.values[i, :, start] = states[:, k_end:].view(kvh, d)
-            attn = torch.nn.functional.scaled_dot_product_attention(
-                q.to(self.attn_dtype)[None], self.keys[i, :, :end][None], self.values[i, :, :end][None],
-                scale=self.scaling, enable_gqa=kvh != h)
-            x = x + mm(attn[0].to(x.dtype).transpose(0, 1).reshape(1, h * d), o, o_s)
+            q = self._rotate(states[:, :q_end].view(count, h, d).transpose(0, 1), cos, sin).to(self.attn_dtype)
+            self.keys[i, :, start:end] = self._rotate(states[:, q_end:k_end].view(count, kvh, d).transpose(0, 1),
+                                                      cos, sin)
+            self.values[i, :, start:end] = states[:, k_end:].view(count, kvh, d).transpose(0, 1)
+            keys, values = self.keys[i][None], self.values[i][None]
+            attn = torch.cat([sdpa(q[None, :, j:j + 1], keys[:, :, :start + j + 1], values[:, :, :start + j + 1],
+                                   scale=self.scaling, enable_gqa=kvh != h) for j in range(count)], 2)
+            x = x + mm(attn[0].to(x.dtype).transpose(0, 1).reshape(count, h * d), o, o_s)
             gu = mm(self._norm(norm2, x), gate_up, gate_up_s)
             half = gu.shape[1] // 2
             x = x + mm(torch.nn.functional.silu(gu[:, :half]) * gu[:, half:], down, down_s)
         return self._logits(x)
+
+    def _check(self, ids: list[int]) -> torch.Tensor:
+        """Feed `ids` after the cached tokens, one row each as a step would: the fp32 logits of every one."""
+        start, end = len(self._tokens), len(self._tokens) + len(ids)
+        self._reserve(end)
+        x = self.decoder.embed_tokens(torch.tensor(ids))
+        logits = self._step_int8(x, self.cos[start:end][None], self.sin[start:end][None], start)
+        self._tokens += ids
+        return logits
 
     # -- decoding -------------------------------------------------------------------------------------
 
@@ -242,21 +278,36 @@ class StreamDecoder:
         keep = self._reuse(prompt, cap)
         del self._tokens[keep:]
         limit = processors(self.constraint) if self.constraint is not None else None
-        new: list[int] = []
+
+        def choose(logits: torch.Tensor, context: list[int]) -> int:
+            if limit is not None:
+                logits = limit(torch.tensor([context]), logits)
+            return int(logits.argmax(-1))
+
         with torch.inference_mode():
             if reuse_cap is not None and keep < cap:
                 # the shared prefix on its own first, as PrefixCachedGenerator caches it: the same split
                 self._forward(prompt[keep:cap])
                 keep = cap
-            logits = self._forward(prompt[keep:])
-            while len(new) < max_new_tokens:
-                if limit is not None:
-                    logits = limit(torch.tensor([prompt + new]), logits)
-                token = int(logits.argmax(-1))
-                new.append(token)
-                if token in self.stops or len(new) == max_new_tokens:
-                    break
-                logits = self._forward([token])
+            new = [choose(self._forward(prompt[keep:]), prompt)]
+            forwards = 1
+            while new[-1] not in self.stops and len(new) < max_new_tokens:
+                # no guess past the cap: the step's own token already fills the last place
+                guess = self.draft.propose(prompt + new, min(self.draft_tokens, max_new_tokens - len(new) - 1)) \
+                    if self.speculative else []
+                forwards += 1
+                if not guess:
+                    new.append(choose(self._forward([new[-1]]), prompt + new))
+                    continue
+                rows = self._check([new[-1], *guess])
+                for j in range(len(guess) + 1):
+                    token = choose(rows[j:j + 1], prompt + new)
+                    new.append(token)
+                    if token in self.stops or len(new) == max_new_tokens or j == len(guess) or token != guess[j]:
+                        break
+                # the cache keeps the tokens the model agreed with; the last new one is fed next step
+                del self._tokens[len(prompt) + len(new) - 1:]
+        self.last_forwards.append(forwards)
         return new
 
     def __call__(self, prompts: Sequence[str], max_new_tokens: int,
@@ -265,6 +316,7 @@ class StreamDecoder:
         cap = None
         if prefix_from is not None:
             cap = common_prefix_len([_encode(self.tokenizer, p) for p in [*prefix_from, *prompts]])
+        self.last_forwards = []
         for prompt in prompts:
             new = self.decode(_encode(self.tokenizer, prompt), max_new_tokens, cap)
             out.append(_decode(self.tokenizer, new, self.stops))

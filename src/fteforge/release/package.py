@@ -304,8 +304,14 @@ def persona_metadata(*, specs: SpecSet, name: str, version: str, release_path: s
 def fill_unified_release(work: Path, *, specs: SpecSet, params: Any, selection: Mapping[str, Any],
                          candidate_dir: Path, merge_info: Mapping[str, Any], results_file: Path, base_dir: Path,
                          base_fingerprint: Mapping[str, Any], adapters_root: Path, release_path: str,
+                         draft_table: Path | None = None,
                          progress: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
-    """Write the merged-model release into `work`; returns its merge_metadata."""
+    """Write the merged-model release into `work`; returns its merge_metadata.
+
+    `draft_table` (the build_draft stage's n-gram table) ships as draft_ngrams.json: `fteforge chat`
+    guesses tokens from it, as the evaluation's latency turn did.
+    """
+    from fteforge.evaluation.draft import RELEASE_FILE
     from fteforge.release.samples import sample_interactions
 
     progress(f"model from {candidate_dir}")
@@ -319,6 +325,8 @@ def fill_unified_release(work: Path, *, specs: SpecSet, params: Any, selection: 
         config_file = "peft_merge_config.json"
         shutil.copyfile(candidate_dir / "merge_sources.json", work / config_file)
     shutil.copyfile(results_file, work / "EVALUATION_RESULTS.json")
+    if draft_table is not None:
+        shutil.copyfile(draft_table, work / RELEASE_FILE)
     results = json.loads(results_file.read_text())
     write_tools(work, specs)
     copy_specs(specs, work)
