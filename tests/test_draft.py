@@ -165,3 +165,14 @@ def test_latency_records_the_guesses(int8_model):
     assert out["latency.draft_tokens"] == 3 and out["latency.tokens_per_forward"] > 1.0
     plain = measure_latency(StreamDecoder(model, tok), tok, SPECS, runs=6, warmup=1, max_new_tokens=4)
     assert plain["latency.draft_tokens"] == 0 and plain["latency.tokens_per_forward"] == 1.0
+
+
+def test_a_cache_that_grows_inside_a_checked_step_keeps_the_text(int8_model):
+    model, tok = int8_model
+    prompts = _prompts(tok)[:2]
+    draft = _oracle(StreamDecoder(model, tok), tok, prompts, NEW)
+    # capacity 16: the prompt's prefill and then checked steps of several rows cross it again and again
+    small = StreamDecoder(model, tok, capacity=16, draft=draft, draft_tokens=4)
+    got = [small([p], NEW)[0] for p in prompts]
+    assert got == [StreamDecoder(model, tok)([p], NEW)[0] for p in prompts]
+    assert small.capacity >= len(small._tokens) > 16
