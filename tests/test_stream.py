@@ -137,3 +137,21 @@ def test_chat_feeds_only_the_new_messages(tiny_llama_dir, specs, tmp_path):
     session.send("What can you do?")
     # the second turn's prompt holds the whole first exchange; only the messages after it are fed
     assert earlier > 100 and 0 < fed[0] < earlier // 2
+
+
+def test_int8_kernel_and_vocabulary_head_compute_a_row_the_same_in_any_company():
+    """What speculative steps rest on (StreamDecoder._step_int8): a row's bytes do not depend on the rows
+    fed with it, for torch's int8 kernel and for a bf16 vocabulary head of the real model's shape."""
+    from fteforge.evaluation.serving import int8_linear
+
+    torch.manual_seed(0)
+    q8 = int8_linear(torch.nn.Linear(576, 960, bias=False))
+    head = torch.nn.Linear(576, 49152, bias=False).to(torch.bfloat16)
+    x = torch.randn(5, 576).to(torch.bfloat16)
+    mm = torch.ops.aten._weight_int8pack_mm
+    with torch.inference_mode():
+        alone = torch.cat([mm(x[i:i + 1], q8.weight_int8, q8.scale) for i in range(5)])
+        heads = torch.cat([head(x[i:i + 1]) for i in range(5)])
+        for rows in range(2, 6):
+            assert torch.equal(mm(x[:rows], q8.weight_int8, q8.scale), alone[:rows])
+            assert torch.equal(head(x[:rows]), heads[:rows])
