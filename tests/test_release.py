@@ -262,7 +262,7 @@ GOLDEN_METADATA = {
     "headline": {"persona": 8.75, "agentic": 0.9143, "combined": 0.8725},
     "preservation": {"persona": 0.97, "agentic": 0.95, "combined_regression": 0.01},
     "ab": {"win_rate": 0.84, "ci_low": 0.75, "ci_high": 0.92}, "boundary_violations": 0,
-    "latency": {"p50_ms": 310.4, "p95_ms": 455.9}, "memory": {"peak_rss_gb": 1.52}, "failed_cases": 7,
+    "latency": {"p50_ms": 310.4, "p95_ms": 455.9, "decoder": "stream", "draft_tokens": 3, "tokens_per_forward": 2.8}, "memory": {"peak_rss_gb": 1.52}, "failed_cases": 7,
     "gates": [{"spec": "task_api_unified.yaml", "metric": "latency.p95_ms", "op": "<", "bound": 500, "unit": "ms",
                "value": 455.9, "status": "PASS"},
               {"spec": "taskmaster_persona.yaml", "metric": "persona.boundary_violations", "op": "==", "bound": 0,

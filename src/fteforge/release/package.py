@@ -155,7 +155,8 @@ def _ab(results: Mapping[str, Any]) -> dict[str, Any]:
 
 def _latency(results: Mapping[str, Any]) -> dict[str, Any]:
     lat = results.get("latency") or {}
-    return {"p50_ms": lat.get("p50_ms"), "p95_ms": lat.get("p95_ms")}
+    return {"p50_ms": lat.get("p50_ms"), "p95_ms": lat.get("p95_ms"), "decoder": lat.get("decoder"),
+            "draft_tokens": lat.get("draft_tokens"), "tokens_per_forward": lat.get("tokens_per_forward")}
 
 
 def _model_index(results: Mapping[str, Any], kinds: tuple[str, ...]) -> list[dict[str, Any]]:
