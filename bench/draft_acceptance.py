@@ -25,27 +25,21 @@ sys.path.insert(0, str(ROOT / "src"))
 
 
 def main() -> None:
+    from _serve_setup import serve
+
     from fteforge import paths
     from fteforge.evaluation.draft import NgramDraft
-    from fteforge.evaluation.generation import tool_call_constraint
     from fteforge.evaluation.pipeline import load_suites
-    from fteforge.evaluation.runner import _messages, _prompt, load_model
-    from fteforge.evaluation.serving import resolve_serving, serve_as
+    from fteforge.evaluation.runner import _messages, _prompt
     from fteforge.evaluation.stream import StreamDecoder
-    from fteforge.params import EvaluateParams, load_params
-    from fteforge.specs import load_spec_set
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="data/merges/v6_ties")
     ap.add_argument("--out", default="bench/results/draft_acceptance.json")
     args = ap.parse_args()
-    params = load_params("evaluate", EvaluateParams, ROOT / "params.yaml")
-    torch.set_num_threads(params.threads)
-    specs = load_spec_set(ROOT / "specs")
-    loaded = load_model(ROOT / args.model)
-    serving = resolve_serving(params.serving, "cpu")
-    model, tok = serve_as(loaded.model, serving), loaded.tokenizer
-    constraint = tool_call_constraint(model, tok, specs.tools)
+    served = serve(ROOT, args.model)
+    params, specs, model, tok = served.params, served.specs, served.model, served.tokenizer
+    serving, constraint = served.serving, served.constraint
     draft = NgramDraft.load(ROOT / paths.DRAFT_TABLE, tok)
     cases, _ = load_suites({k: ROOT / p for k, p in paths.EVAL_SUITES.items()})
     caps = params.max_new_tokens.model_dump()

@@ -66,27 +66,21 @@ def _chat(model, tok, specs, stream: bool, max_new_tokens: int, draft=None,
 
 
 def main() -> None:
+    from _serve_setup import serve
+
     from fteforge.evaluation.draft import NgramDraft
-    from fteforge.evaluation.generation import tool_call_constraint
-    from fteforge.evaluation.runner import load_model, measure_latency
-    from fteforge.evaluation.serving import resolve_serving, serve_as
+    from fteforge.evaluation.runner import measure_latency
     from fteforge.evaluation.shared_prefix import PrefixCachedGenerator
     from fteforge.evaluation.stream import StreamDecoder
-    from fteforge.params import EvaluateParams, load_params
-    from fteforge.specs import load_spec_set
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="data/merges/v6_ties")
     ap.add_argument("--out", default="bench/results/stream_decoding.json")
     ap.add_argument("--draft", default="data/draft/ngrams.json", help="the build_draft stage's table")
     args = ap.parse_args()
-    params = load_params("evaluate", EvaluateParams, ROOT / "params.yaml")
-    torch.set_num_threads(params.threads)
-    specs = load_spec_set(ROOT / "specs")
-    loaded = load_model(ROOT / args.model)
-    serving = resolve_serving(params.serving, "cpu")
-    model, tok = serve_as(loaded.model, serving), loaded.tokenizer
-    constraint = tool_call_constraint(model, tok, specs.tools)
+    served = serve(ROOT, args.model)
+    params, specs, model, tok = served.params, served.specs, served.model, served.tokenizer
+    serving, constraint = served.serving, served.constraint
     lat = params.latency
     draft = NgramDraft.load(ROOT / args.draft, tok)
     batched = PrefixCachedGenerator(model, tok, params.batch_size, constraint)
